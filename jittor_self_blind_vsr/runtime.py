@@ -1,0 +1,143 @@
+"""Make Jittor work on a fresh, offline machine.
+
+Every entry point calls `import_jittor()` before Jittor does any work, because the
+two decisions below are taken by Jittor at import time and cannot be undone later:
+
+* CUDA: Jittor compiles for CUDA as soon as it finds `nvcc`, and fails without a
+  driver. It is kept off (`nvcc_path=""`) unless a GPU really answers `cuInit`.
+* oneDNN: on first import Jittor downloads its CPU conv/matmul backend from its own
+  server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
+  `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
+"""
+import ctypes
+import os
+import platform
+import random
+import sys
+from importlib import metadata
+from pathlib import Path
+
+DEVICES = ('auto', 'cpu', 'cuda')
+_ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
+_ONEDNN_DISTS = ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')
+
+_state = {'device': None}
+
+
+def cuda_available():
+    """True when a CUDA driver is loadable and reports at least one device."""
+    for name in ('libcuda.so.1', 'libcuda.so'):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return False
+    count = ctypes.c_int(0)
+    try:
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return False
+    except AttributeError:
+        return False
+    return count.value > 0
+
+
+def jittor_home():
+    """The folder Jittor keeps `.cache/jittor` in (JITTOR_HOME, as jittor_utils reads it)."""
+    home = os.environ.get('JITTOR_HOME')
+    if home:
+        return Path(home)
+    config = Path.home() / '.cache' / 'jittor' / 'config.json'
+    if config.is_file():
+        import json
+        try:
+            home = json.loads(config.read_text()).get('JITTOR_HOME')
+        except (ValueError, OSError):
+            home = None
+    return Path(home) if home else Path.home()
+
+
+def _onednn_files():
+    """Libraries and headers of the PyPI oneDNN wheels, or None when not installed."""
+    found = {}
+    for dist_name in _ONEDNN_DISTS:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            return None
+        for entry in dist.files or ():
+            path = Path(dist.locate_file(entry)).resolve()
+            parts = entry.parts
+            if 'lib' in parts and path.name.startswith(('libmkldnn', 'libdnnl')):
+                found[('lib', path.name)] = path
+            elif 'include' in parts and path.suffix in ('.h', '.hpp'):
+                found[('include', path.name)] = path
+    if ('lib', 'libmkldnn.so') not in found or ('include', 'mkldnn.hpp') not in found:
+        return None
+    return found
+
+
+def provision_onednn():
+    """Link the PyPI oneDNN where Jittor looks for its download; return that folder.
+
+    Returns None (Jittor then follows its own path) off x86-64 Linux or when the
+    wheels are not installed. Links are refreshed on every call, so a deleted
+    virtualenv never leaves Jittor with dangling links that would send it to the network.
+    """
+    if platform.system() != 'Linux' or platform.machine() != 'x86_64':
+        return None
+    files = _onednn_files()
+    if files is None:
+        return None
+    target = jittor_home() / '.cache' / 'jittor' / 'mkl' / _ONEDNN_DIR
+    for (sub, name), source in files.items():
+        link = target / sub / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and Path(os.readlink(link)) == source:
+            continue
+        if link.exists() and not link.is_symlink():
+            continue  # a real download by Jittor itself: leave it alone
+        tmp = link.with_name(link.name + f'.tmp{os.getpid()}')
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(source)
+        os.replace(tmp, link)
+    return target
+
+
+def import_jittor(device='auto'):
+    """Configure CUDA and oneDNN for `device` ('auto', 'cpu' or 'cuda'), import Jittor.
+
+    Raises RuntimeError when 'cuda' is asked for and no GPU answers.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if 'jittor' in sys.modules and _state['device'] is None:
+        raise RuntimeError('jittor was imported before jittor_self_blind_vsr.runtime could configure it')
+    use_cuda = device == 'cuda' or (device == 'auto' and cuda_available())
+    if device == 'cuda' and not cuda_available():
+        raise RuntimeError('--device cuda was asked for, but no CUDA GPU is usable on this machine')
+    if _state['device'] is None:
+        if not use_cuda:
+            os.environ['nvcc_path'] = ''
+        provision_onednn()
+    import jittor
+    if use_cuda and not jittor.has_cuda:
+        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
+    jittor.flags.use_cuda = int(use_cuda)
+    _state['device'] = 'cuda' if use_cuda else 'cpu'
+    return jittor
+
+
+def current_device():
+    """'cpu' or 'cuda' once import_jittor() has run, else None."""
+    return _state['device']
+
+
+def seed_everything(seed):
+    """Seed Python's, NumPy's and Jittor's generators."""
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed)
+    import_jittor(_state['device'] or 'auto').set_global_seed(seed)

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+ONEDNN = 'platform_system == "Linux" and platform_machine == "x86_64"'
+TORCH = 'torch==2.13.0'
+
+setup(
+    name='jittor-self-blind-vsr',
+    version='0.1.0',
+    description='Jittor implementation of Self-Supervised Deep Blind Video Super-Resolution (Bai & Pan, TPAMI 2024)',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.8',
+    packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']),
+    install_requires=[
+        'jittor>=1.3.9,<1.4',
+        # Jittor's own oneDNN 2.2 build, from PyPI instead of Jittor's download server.
+        f'onednn-cpu-gomp==2021.2.0; {ONEDNN}',
+        f'onednn-devel-cpu-gomp==2021.2.0; {ONEDNN}',
+        'numpy',
+        'opencv-python-headless',
+        'pillow',
+        'scipy',
+        'scikit-image',
+        'tqdm',
+        'matplotlib',
+    ],
+    extras_require={
+        'convert': [TORCH],
+        'test': ['pytest', TORCH],
+    },
+    entry_points={'console_scripts': []},
+)

@@ -1,0 +1,47 @@
+"""Shared test set-up: no network, torch before Jittor, the parity fixtures."""
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+try:  # torch's MKL and Jittor's oneDNN clash unless torch is loaded first
+    import torch  # noqa: F401
+except ImportError:
+    pass
+
+REPO = Path(__file__).resolve().parents[1]
+PARITY_DIR = Path(os.environ.get('SBVSR_PARITY_DIR', REPO.parent / 'shared' / 'fixtures' / 'parity'))
+
+
+class NetworkAttempted(RuntimeError):
+    pass
+
+
+def _refuse_connect(self, address, *args, **kwargs):
+    if self.family == getattr(socket, 'AF_UNIX', None):
+        return _real_connect(self, address, *args, **kwargs)
+    raise NetworkAttempted(f'network access attempted during tests: {address!r}')
+
+
+_real_connect = socket.socket.connect
+socket.socket.connect = _refuse_connect
+socket.socket.connect_ex = _refuse_connect
+
+from jittor_self_blind_vsr.runtime import import_jittor  # noqa: E402
+
+import_jittor('auto')
+
+
+def parity_file(name):
+    path = PARITY_DIR / name
+    if not path.is_file():
+        pytest.skip(f'parity fixtures not found at {PARITY_DIR} (set SBVSR_PARITY_DIR)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def parity_dir():
+    if not PARITY_DIR.is_dir():
+        pytest.skip(f'parity fixtures not found at {PARITY_DIR} (set SBVSR_PARITY_DIR)')
+    return PARITY_DIR
