@@ -28,5 +28,11 @@ setup(
         'convert': [TORCH],
         'test': ['pytest', TORCH],
     },
-    entry_points={'console_scripts': []},
+    entry_points={'console_scripts': [
+        'sbvsr-train = jittor_self_blind_vsr.main:main',
+        'sbvsr-infer = jittor_self_blind_vsr.inference:main',
+        'sbvsr-convert = jittor_self_blind_vsr.convert_pytorch_to_jittor:main',
+        'sbvsr-gene-dataset = jittor_self_blind_vsr.script_gene_dataset_blurdown:main',
+        'sbvsr-visualize = jittor_self_blind_vsr.visualize_results:main',
+    ]},
 )

@@ -67,11 +67,10 @@ def _onednn_files():
         except metadata.PackageNotFoundError:
             return None
         for entry in dist.files or ():
-            path = Path(dist.locate_file(entry)).resolve()
-            parts = entry.parts
-            if 'lib' in parts and path.name.startswith(('libmkldnn', 'libdnnl')):
+            path = Path(os.path.abspath(dist.locate_file(entry)))
+            if path.parent.name == 'lib' and path.name.startswith(('libmkldnn', 'libdnnl')):
                 found[('lib', path.name)] = path
-            elif 'include' in parts and path.suffix in ('.h', '.hpp'):
+            elif path.parent.name == 'include' and path.suffix in ('.h', '.hpp'):
                 found[('include', path.name)] = path
     if ('lib', 'libmkldnn.so') not in found or ('include', 'mkldnn.hpp') not in found:
         return None
