@@ -1,0 +1,108 @@
+"""Reading, writing and listing video frames.
+
+Every image in the project goes through here, so colour order (RGB in memory),
+supported formats and error wording are decided once.
+"""
+import os
+import re
+import tempfile
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, not an image, or cannot be decoded."""
+
+
+def natural_key(name):
+    """Sort key that orders 'frame2' before 'frame10'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r'(\d+)', name)]
+
+
+def is_image_file(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder):
+    """Paths of the image files directly inside `folder`, natural-sorted (hidden files skipped)."""
+    names = [n for n in os.listdir(folder)
+             if is_image_file(n) and not n.startswith('.') and os.path.isfile(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
+
+
+def list_subfolders(folder):
+    """Paths of the non-hidden sub-folders of `folder`, natural-sorted."""
+    names = [n for n in os.listdir(folder)
+             if not n.startswith('.') and os.path.isdir(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
+
+
+def read_image(path):
+    """Decode `path` into an HxWx3 uint8 RGB array.
+
+    Grey images are expanded to three channels, alpha is dropped and 16-bit images are
+    scaled to 8 bits (OpenCV's IMREAD_COLOR). Raises ImageReadError when the file is
+    missing or cannot be decoded.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(f'image file not found: {path}')
+    # imdecode on the raw bytes instead of imread: imread fails silently on some paths
+    # (non-ASCII on other platforms) and cannot tell "missing" from "corrupt".
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _encode(path, rgb):
+    image = np.asarray(rgb)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f'write_image expects an HxW or HxWx3 uint8 array, got {image.dtype} {image.shape}')
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f'cannot write {path}: the extension must be one of {", ".join(IMAGE_EXTENSIONS)}')
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(ext, image)
+    if not ok:
+        raise ValueError(f'OpenCV could not encode {path}')
+    return encoded.tobytes()
+
+
+def write_bytes_atomic(path, data):
+    """Write `data` to `path` through a temporary file in the same folder, then rename.
+
+    A reader (or a crash) never sees a half-written file: `path` is either the old
+    file or the complete new one.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path, rgb):
+    """Save an HxWx3 RGB (or HxW grey) uint8 array; the format follows the extension."""
+    write_bytes_atomic(path, _encode(os.fspath(path), rgb))
