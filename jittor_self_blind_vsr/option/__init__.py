@@ -1,0 +1,202 @@
+"""Command-line options of training and evaluation.
+
+Every option of the original `option/__init__.py`, plus the settings the original
+only set in its templates (`--n_sequence`, `--n_feat`, ...) and the port's own
+(`--device`, `--align_corners`, `--random_flow_init`). Precedence, lowest first:
+parser default, template file (`templates/<name>.cfg`), command line. The original
+let the template win over the command line, which made templates impossible to adjust.
+"""
+import argparse
+import math
+from pathlib import Path
+
+# Templates live at the repository root, next to the package (editable install or
+# `python main.py` from inside the package folder both resolve to the same place).
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / 'templates'
+TEMPLATE_SUFFIX = '.cfg'
+DEFAULT_TEMPLATE = 'Self_Blind_VSR_Gaussian'
+# The original treats `--epochs 0` as "train forever".
+ENDLESS_EPOCHS = 10 ** 8
+
+
+class OptionError(ValueError):
+    """A bad option value or template; the message is one sentence for the user."""
+
+
+def str2bool(text):
+    lowered = str(text).strip().lower()
+    if lowered in ('1', 'true', 'yes', 'on'):
+        return True
+    if lowered in ('0', 'false', 'no', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def _add_hardware(parser):
+    group = parser.add_argument_group('hardware')
+    group.add_argument('--n_threads', type=int, default=4, help='number of data loading worker processes')
+    group.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
+                       help='auto uses CUDA only when a GPU answers')
+    group.add_argument('--cpu', dest='device', action='store_const', const='cpu',
+                       help='alias of --device cpu')
+    group.add_argument('--n_GPUs', type=int, default=1,
+                       help='kept for the original command lines; several devices train with mpirun -np N')
+    group.add_argument('--seed', type=int, default=1, help='random seed')
+
+
+def _add_data(parser):
+    group = parser.add_argument_group('data')
+    group.add_argument('--dir_data', default='../dataset/REDS/train', help='training set folder')
+    group.add_argument('--dir_data_test', default='../dataset/REDS4_BlurDown_Gaussian', help='test set folder')
+    group.add_argument('--data_train', default='REDS_BLURDOWN_GAUSSIAN', help='training dataset class')
+    group.add_argument('--data_test', default='REDS_HRLR', help='test dataset class')
+    group.add_argument('--process', action='store_true', help='load the whole dataset into RAM')
+    group.add_argument('--scale', type=int, default=4, help='super-resolution scale')
+    group.add_argument('--patch_size', type=int, default=160, help='HR training patch size')
+    group.add_argument('--size_must_mode', type=int, default=1,
+                       help='the network input size must be a multiple of this number')
+    group.add_argument('--HR_in', action='store_true', help='the network input is bicubic-upsampled')
+    group.add_argument('--rgb_range', type=int, default=1, help='maximum RGB value')
+    group.add_argument('--n_colors', type=int, default=3, help='number of colour channels')
+    group.add_argument('--no_augment', action='store_true', help='no flip/rotation augmentation')
+    group.add_argument('--test_padding', type=int, default=0, help='padding at test time, cropped afterwards')
+    group.add_argument('--n_sequence', type=int, default=5, help='frames per input clip')
+    group.add_argument('--n_frames_per_video', type=int, default=50, help='frames used from each training video')
+
+
+def _add_model(parser):
+    group = parser.add_argument_group('model')
+    group.add_argument('--task', default='FlowVideoSR', choices=('FlowVideoSR',), help='task')
+    group.add_argument('--model', default='PWC_Recons', choices=('PWC_Recons',), help='model name')
+    group.add_argument('--pre_train', default='.', help='weights (.pkl or .pt) to start the whole model from')
+    group.add_argument('--n_feat', type=int, default=128, help='feature channels')
+    group.add_argument('--extra_RBS', type=int, default=3, help='residual blocks of per-frame features')
+    group.add_argument('--recons_RBS', type=int, default=20, help='residual blocks of the reconstruction')
+    group.add_argument('--ksize', type=int, default=13, help='estimated blur kernel size')
+    group.add_argument('--align_corners', type=str2bool, default=True,
+                       help="grid_sample semantics: true as PyTorch 0.4.1 (the published weights), "
+                            "false as PyTorch >= 1.3")
+    group.add_argument('--random_flow_init', action='store_true',
+                       help='start PWC-Net from random weights when no pretrained file is found')
+
+
+def _add_training(parser):
+    group = parser.add_argument_group('training')
+    group.add_argument('--test_every', type=int, default=1000, help='batches per epoch (sets dataset repeat)')
+    group.add_argument('--epochs', type=int, default=500, help='epochs to train (0: endless)')
+    group.add_argument('--batch_size', type=int, default=8, help='training batch size')
+    group.add_argument('--test_only', action='store_true', help='only evaluate model_best of the experiment')
+    group.add_argument('--loss', default='1*L1', help="reconstruction loss, e.g. '1*L1' or '1*L1+0.5*MSE'")
+    group.add_argument('--lr', type=float, default=1e-4, help='learning rate')
+    group.add_argument('--flow_lr', type=float, default=1e-6, help='learning rate of the PWC-Net parameters')
+    group.add_argument('--lr_decay', type=int, default=100, help='halve the learning rate every N epochs')
+    group.add_argument('--gamma', type=float, default=0.5, help='step decay factor')
+    group.add_argument('--beta1', type=float, default=0.9, help='Adam beta1')
+    group.add_argument('--beta2', type=float, default=0.999, help='Adam beta2')
+    group.add_argument('--epsilon', type=float, default=1e-8, help='Adam epsilon')
+    group.add_argument('--weight_decay', type=float, default=0, help='weight decay')
+    group.add_argument('--mid_loss_weight', type=float, default=1., help='weight of a model-internal loss')
+
+
+def _add_logging(parser):
+    group = parser.add_argument_group('logging')
+    group.add_argument('--experiment_dir', default='../experiment/', help='folder holding the experiments')
+    group.add_argument('--pretrain_models_dir', default='../pretrain_models/',
+                       help='folder holding network-default.pkl/.pt/.pytorch (PWC-Net initial weights)')
+    group.add_argument('--save', default='default_save', help='experiment name')
+    group.add_argument('--save_middle_models', action='store_true', help='keep the model of every epoch')
+    group.add_argument('--load', default='.', help='experiment name to continue')
+    group.add_argument('--resume', action='store_true',
+                       help='continue the experiment (--load, else --save) from its latest checkpoint')
+    group.add_argument('--print_every', type=int, default=100, help='batches between log lines')
+    group.add_argument('--save_images', action='store_true', help='write gt/lr/sr/kernel images at evaluation')
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='sbvsr-train',
+                                     description='Train or evaluate Self-Blind-VSR (Jittor).')
+    parser.add_argument('--template', default=DEFAULT_TEMPLATE,
+                        help=f'settings file in {TEMPLATE_DIR} (command-line values override it)')
+    for add in (_add_hardware, _add_data, _add_model, _add_training, _add_logging):
+        add(parser)
+    return parser
+
+
+def template_names():
+    return sorted(p.stem for p in TEMPLATE_DIR.glob('*' + TEMPLATE_SUFFIX))
+
+
+def _convert(action, key, text, path):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        convert = str2bool
+    else:
+        convert = action.type or str
+    try:
+        value = convert(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise OptionError(f'{path}: {key} = {text!r} is not a valid value') from None
+    if action.choices is not None and value not in action.choices:
+        raise OptionError(f"{path}: {key} must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def read_template(name, parser):
+    """{dest: value} of `templates/<name>.cfg` (lines `key = value`, `#` comments)."""
+    path = TEMPLATE_DIR / (name + TEMPLATE_SUFFIX)
+    if not path.is_file():
+        known = ', '.join(template_names()) or f'none (no {TEMPLATE_SUFFIX} files in {TEMPLATE_DIR})'
+        raise OptionError(f'unknown template {name!r}; known templates: {known}')
+    actions = {a.dest: a for a in parser._actions if a.dest not in ('help', 'template')}
+    values = {}
+    for number, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        key, sep, text = (part.strip() for part in line.partition('='))
+        if not sep or key not in actions:
+            raise OptionError(f'{path}:{number}: expected "option = value" with a known option, got {line!r}')
+        values[key] = _convert(actions[key], key, text, path)
+    return values
+
+
+def _explicit_dests(argv):
+    """The options the command line really names (so a template cannot override them)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def _check(args):
+    positive = ('batch_size', 'patch_size', 'epochs', 'lr_decay', 'n_sequence', 'n_feat', 'ksize',
+                'print_every', 'test_every', 'scale', 'n_GPUs')
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise OptionError(f'--{name} must be positive, got {getattr(args, name)}')
+    if args.n_sequence != 5:
+        raise OptionError(f'--n_sequence must be 5 (the model fuses 5 frames), got {args.n_sequence}')
+    if args.scale & (args.scale - 1):
+        raise OptionError(f'--scale must be a power of two, got {args.scale}')
+    if args.ksize % 2 == 0:
+        raise OptionError(f'--ksize must be odd, got {args.ksize}')
+    if args.n_threads < 0:
+        raise OptionError(f'--n_threads must be 0 or more, got {args.n_threads}')
+    if args.n_GPUs > 1:
+        raise OptionError('--n_GPUs > 1 is not how this port uses several devices; '
+                          'run `mpirun -np N sbvsr-train ...` instead')
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise OptionError(f'--lr must be a positive number, got {args.lr}')
+
+
+def parse_args(argv=None):
+    """Options as a Namespace; raises OptionError (one sentence) on a bad value or template."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = _explicit_dests(argv)
+    for dest, value in read_template(args.template, parser).items():
+        if dest not in explicit:
+            setattr(args, dest, value)
+    if args.epochs == 0:
+        args.epochs = ENDLESS_EPOCHS
+    _check(args)
+    return args

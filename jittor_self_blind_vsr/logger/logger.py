@@ -1,0 +1,150 @@
+"""The experiment folder, laid out as the original logger lays it out.
+
+    <experiment_dir>/<save>/
+        config.txt        options of every start ("From epoch N...")
+        log.txt           everything write_log() printed
+        model/            model_latest.pkl, model_best.pkl, model_<epoch>.pkl
+        result/<data_test>/<video>/<frame>_{gt,lr,sr,...}.png   (--save_images)
+        training_state.pkl  epoch, model, optimizer and logs: what --resume reads
+        *.png             loss and PSNR curves
+
+Starting a new experiment over an existing folder renames that folder to
+`<save>_archived_<time>` first. Under MPI only rank 0 touches files.
+"""
+import datetime
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+from matplotlib import pyplot as plt  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from jittor_self_blind_vsr.utils.checkpoint import (load_pickle_safe, save_pickle_atomic,  # noqa: E402
+                                                    save_state_dict_file)
+from jittor_self_blind_vsr.utils.image_io import write_image  # noqa: E402
+
+STATE_FILE = 'training_state.pkl'
+IMAGE_POSTFIXES = ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel')
+
+
+class ExperimentError(ValueError):
+    """The experiment folder cannot serve the request; the message is one sentence."""
+
+
+def _archive(folder):
+    stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
+    target = Path(f'{folder}_archived_{stamp}')
+    number = 1
+    while target.exists():
+        target = Path(f'{folder}_archived_{stamp}_{number}')
+        number += 1
+    os.rename(folder, target)
+    return target
+
+
+def _atomic_savefig(fig, path):
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    fig.savefig(tmp, format='png')
+    os.replace(tmp, path)
+
+
+class Logger:
+    def __init__(self, args, is_main=True):
+        self.args = args
+        self.is_main = is_main
+        self.continuing = (args.load != '.' or args.resume) and not args.test_only
+        name = args.load if args.load != '.' else args.save
+        self.dir = Path(args.experiment_dir) / name
+        self.archived = None
+        self._check_folder()
+        self.log_file = None
+
+    @property
+    def state_path(self):
+        return self.dir / STATE_FILE
+
+    def model_path(self, which):
+        return self.dir / 'model' / f'model_{which}.pkl'
+
+    def _check_folder(self):
+        if self.continuing and not self.state_path.is_file():
+            raise ExperimentError(f'cannot continue: {self.state_path} does not exist '
+                                  f'(start the experiment without --resume/--load first)')
+        if self.args.test_only and self.args.pre_train == '.' and not self.model_path('best').is_file():
+            raise ExperimentError(f'--test_only needs {self.model_path("best")} or --pre_train FILE')
+
+    def start(self):
+        """Archive an old folder, create the layout and open log.txt (checks passed, work begins)."""
+        if not self.is_main:
+            return
+        if self.dir.exists() and not (self.continuing or self.args.test_only):
+            self.archived = _archive(self.dir)
+        (self.dir / 'model').mkdir(parents=True, exist_ok=True)
+        (self.dir / 'result' / self.args.data_test).mkdir(parents=True, exist_ok=True)
+        mode = 'a' if (self.dir / 'log.txt').exists() else 'w'
+        self.log_file = open(self.dir / 'log.txt', mode, encoding='utf-8')
+        if self.archived is not None:
+            self.write_log(f'Archived the previous folder as {self.archived}')
+
+    def write_config(self, start_epoch):
+        if not self.is_main:
+            return
+        with open(self.dir / 'config.txt', 'a', encoding='utf-8') as f:
+            f.write(f'From epoch {start_epoch}...\n\n')
+            for key, value in sorted(vars(self.args).items()):
+                f.write(f'{key}: {value}\n')
+            f.write('\n')
+
+    def write_log(self, text, echo=True):
+        if not self.is_main:
+            return
+        if echo:
+            tqdm.write(text)
+        if self.log_file is not None:
+            self.log_file.write(text + '\n')
+            self.log_file.flush()
+
+    def load_state(self):
+        return load_pickle_safe(self.state_path)
+
+    def save_checkpoint(self, state, epoch, is_best):
+        """Model files first, then the training state: that file is the commit point of the epoch."""
+        if not self.is_main:
+            return
+        save_state_dict_file(state['model'], self.model_path('latest'))
+        if is_best:
+            save_state_dict_file(state['model'], self.model_path('best'))
+        if self.args.save_middle_models:
+            save_state_dict_file(state['model'], self.model_path(epoch))
+        save_pickle_atomic(state, self.state_path)
+
+    def plot(self, filename, values, title, ylabel):
+        """One curve over epochs (1..len(values)) as a PNG."""
+        if not self.is_main or not values:
+            return
+        fig = plt.figure()
+        plt.title(f'{title} Graph')
+        plt.plot(range(1, len(values) + 1), values, label=title)
+        plt.legend()
+        plt.xlabel('Epochs')
+        plt.ylabel(ylabel)
+        plt.grid(True)
+        _atomic_savefig(fig, self.dir / filename)
+        plt.close(fig)
+
+    def save_images(self, clip_name, images):
+        """`clip_name` 'video.frame'; `images` {postfix: HxWx3 uint8} written as PNG files."""
+        if not self.is_main:
+            return
+        video, _, frame = clip_name.partition('.')
+        folder = self.dir / 'result' / self.args.data_test / video
+        folder.mkdir(parents=True, exist_ok=True)
+        for postfix, image in images.items():
+            write_image(folder / f'{frame}_{postfix}.png', image)
+
+    def done(self):
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None

@@ -1,0 +1,115 @@
+"""Train (or with --test_only evaluate) Self-Blind-VSR: `sbvsr-train --template NAME [options]`.
+
+Several processes: `mpirun -np N sbvsr-train ...` (Jittor's MPI mode) splits every
+batch over the processes and averages their gradients; only rank 0 writes files.
+"""
+import os
+import sys
+
+if __name__ == '__main__' and sys.path and \
+        os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    # `python main.py` from inside the package: its sub-packages (data, model, utils...)
+    # must not shadow top-level modules, and the package itself must be importable.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from pathlib import Path  # noqa: E402
+
+from jittor_self_blind_vsr.option import OptionError, parse_args  # noqa: E402
+from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything  # noqa: E402
+
+# Looked up in --pretrain_models_dir, in this order (.pt and .pytorch are PyTorch files,
+# converted in memory).
+FLOW_WEIGHT_NAMES = ('network-default.pkl', 'network-default.pt', 'network-default.pytorch')
+
+
+class StartError(ValueError):
+    """The run cannot start as asked; the message is one sentence."""
+
+
+def flow_pretrain_file(args, needed):
+    """PWC-Net's initial weights for a fresh run, '.' when none are wanted."""
+    if not needed:
+        return '.'
+    folder = Path(args.pretrain_models_dir)
+    for name in FLOW_WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return str(folder / name)
+    if args.random_flow_init:
+        return '.'
+    raise StartError(f'PWC-Net initial weights not found: put network-default.pkl (or .pt) into {folder}/ '
+                     f'(see docs/training.md), or pass --random_flow_init to start the flow network '
+                     f'from random weights')
+
+
+def build_model(args, ckp):
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
+    fresh = not ckp.continuing and not args.test_only and args.pre_train == '.'
+    net = PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
+                     recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize,
+                     HR_in=args.HR_in, flow_pretrain_fn=flow_pretrain_file(args, fresh),
+                     device=current_device(), align_corners=args.align_corners)
+    weights = args.pre_train if args.pre_train != '.' else None
+    if weights is None and args.test_only:
+        weights = ckp.model_path('best')
+    if weights is not None:
+        ckp.write_log(f'Loading model from {weights}')
+        net.load_numpy_state_dict(load_state_dict_file(weights), strict=True)
+    return net
+
+
+def run(args):
+    jt = import_jittor(args.device)
+    args.cpu = current_device() == 'cpu'
+    seed_everything(args.seed)
+    from jittor_self_blind_vsr.data import Data
+    from jittor_self_blind_vsr.logger.logger import Logger
+    from jittor_self_blind_vsr.loss import Loss
+    from jittor_self_blind_vsr.trainer.trainer_flow_video import Trainer_Flow_Video
+
+    # Everything that can refuse the request runs before the experiment folder is touched.
+    ckp = Logger(args, is_main=jt.rank == 0)
+    loss = None if args.test_only else Loss(args.loss, ksize=args.ksize, scale=args.scale)
+    net = build_model(args, ckp)
+    if jt.in_mpi:
+        net.mpi_param_broadcast(root=0)  # every rank starts from rank 0's weights
+    loader = Data(args)
+    ckp.start()
+    trainer = Trainer_Flow_Video(args, loader, net, loss, ckp)
+    ckp.write_config(trainer.epoch)
+    while not trainer.terminate():
+        trainer.train()
+        trainer.test()
+    ckp.done()
+
+
+def user_errors():
+    """Exceptions whose message is meant for the user (no traceback)."""
+    from jittor_self_blind_vsr.logger.logger import ExperimentError
+    from jittor_self_blind_vsr.loss import LossStringError
+    from jittor_self_blind_vsr.model import StateDictMismatch
+    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
+    return (OptionError, StartError, ExperimentError, LossStringError, StateDictMismatch, CheckpointError)
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+    except OptionError as error:
+        print(f'sbvsr-train: {error}', file=sys.stderr)
+        return 2
+    try:
+        import_jittor(args.device)
+    except RuntimeError as error:
+        print(f'sbvsr-train: {error}', file=sys.stderr)
+        return 2
+    try:
+        run(args)
+    except user_errors() as error:
+        print(f'sbvsr-train: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
