@@ -1,0 +1,38 @@
+"""Model package: PWC_Recons and its parts; weights exchanged as {torch-style key: ndarray}."""
+import numpy as np
+
+
+class StateDictMismatch(ValueError):
+    """A strict load found missing, unexpected or shape-mismatched keys (all named in the message)."""
+
+
+def state_dict_problems(expected, state):
+    """(missing, unexpected, mismatched) keys between {key: shape} `expected` and `state`."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f'{k} (model {tuple(expected[k])}, given {tuple(np.shape(state[k]))})'
+                  for k in expected if k in state and tuple(np.shape(state[k])) != tuple(expected[k])]
+    return missing, unexpected, mismatched
+
+
+def load_numpy_state_dict(module, state, strict=True):
+    """Copy {key: array} into `module`'s Vars of the same key (float32).
+
+    strict: every key must match in name and shape, else StateDictMismatch naming all of
+    them and nothing is changed. Not strict: keys present on both sides with equal shapes
+    are loaded, the rest ignored; a shape mismatch still raises.
+    """
+    params = module.state_dict()
+    missing, unexpected, mismatched = state_dict_problems({k: v.shape for k, v in params.items()}, state)
+    if mismatched or (strict and (missing or unexpected)):
+        parts = [f'{label} keys: {", ".join(keys)}' for label, keys in
+                 (('missing', missing), ('unexpected', unexpected), ('shape-mismatched', mismatched)) if keys]
+        raise StateDictMismatch(f'state dict does not match {type(module).__name__}: ' + '; '.join(parts))
+    for key, var in params.items():
+        if key in state:
+            var.assign(np.ascontiguousarray(state[key], dtype=np.float32))
+
+
+def numpy_state_dict(module):
+    """{key: float32 ndarray} of every Var of `module` (keys as PyTorch names them)."""
+    return {k: np.asarray(v.numpy(), dtype=np.float32) for k, v in module.state_dict().items()}

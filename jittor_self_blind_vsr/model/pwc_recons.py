@@ -1,0 +1,147 @@
+"""PWC_Recons: the Self-Blind-VSR network (flow-aligned fusion, reconstruction, kernel estimate)."""
+import math
+from collections import namedtuple
+
+from jittor_self_blind_vsr.model import load_numpy_state_dict, numpy_state_dict
+from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
+from jittor_self_blind_vsr.model.kernel import KernelNet
+from jittor_self_blind_vsr.runtime import import_jittor
+
+jt = import_jittor()
+nn = jt.nn
+
+MODES = ('train', 'val', 'infer')
+
+FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
+FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) and the '
+                         'PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
+
+
+def make_model(args):
+    return PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
+                      recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize,
+                      HR_in=args.HR_in, flow_pretrain_fn=args.pretrain_models_dir + 'network-default.pytorch',
+                      device='cpu' if args.cpu else 'cuda',
+                      align_corners=getattr(args, 'align_corners', True))
+
+
+def get_same_padding(kernel_size, dilation):
+    kernel_size = kernel_size + (kernel_size - 1) * (dilation - 1)
+    return (kernel_size - 1) // 2
+
+
+class ResBlock(nn.Module):
+    def __init__(self, inplanes, planes, kernel_size=3, stride=1, dilation=1):
+        super().__init__()
+        padding = get_same_padding(kernel_size, dilation)
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=kernel_size, stride=stride,
+                               padding=padding, dilation=dilation)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=kernel_size, stride=1,
+                               padding=padding, dilation=dilation)
+        self.relu = nn.ReLU()
+        self.res_translate = None
+        if inplanes != planes or stride != 1:
+            self.res_translate = nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride)
+
+    def execute(self, x):
+        residual = x if self.res_translate is None else self.res_translate(x)
+        return self.conv2(self.relu(self.conv1(x))) + residual
+
+
+def blur_down(x, kernel, scale):
+    """Replicate-pad by ksize//2, correlate every channel of sample i with kernel[i]
+    (B, 1, k, k), keep every `scale`-th pixel from 0: the original's blur then [::s, ::s]."""
+    b, c = x.shape[:2]
+    ksize = kernel.shape[2]
+    if kernel.shape[1] != 1:
+        raise ValueError(f'blur_down needs a (B, 1, k, k) kernel, got {tuple(kernel.shape)}')
+    padded = nn.pad(x, (ksize // 2,) * 4, mode='replicate')
+    # A strided valid convolution computes exactly the kept pixels of the blurred image.
+    out = []
+    for i in range(b):
+        blurred = nn.conv2d(padded[i].reshape(c, 1, *padded.shape[2:]), kernel[i:i + 1], stride=scale)
+        out.append(blurred.reshape(1, c, *blurred.shape[2:]))
+    return out[0] if b == 1 else jt.concat(out, 0)
+
+
+class PWC_Recons(nn.Module):
+    def __init__(self, n_colors=3, n_sequence=5, extra_RBS=5, recons_RBS=10, n_feat=32, kernel_size=3,
+                 scale=4, ksize=13, HR_in=False, flow_pretrain_fn='.', device=None, align_corners=True):
+        super().__init__()
+        self.ksize = ksize
+        self.n_sequence = n_sequence
+        self.scale = scale
+        self.HR_in = HR_in
+        self.align_corners = align_corners
+
+        self.in_conv = nn.Sequential(nn.Conv2d(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
+        self.extra_feat = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
+                                          for _ in range(extra_RBS)])
+        self.fusion_conv = nn.Sequential(nn.Conv2d(n_feat * n_sequence, n_feat, kernel_size=3, stride=1, padding=1))
+        self.recons_net = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
+                                          for _ in range(recons_RBS)])
+        self.out_conv = nn.Sequential(
+            nn.Conv2d(n_feat, n_feat, kernel_size=3, stride=1, padding=1),
+            nn.Conv2d(n_feat, n_colors, kernel_size=3, stride=1, padding=1))
+        upsample = []
+        for _ in range(int(math.log2(scale))):
+            upsample += [nn.Conv2d(n_feat, n_feat * 4, 3, 1, 1, bias=True), nn.PixelShuffle(2)]
+        self.upsample_layers = nn.Sequential(*upsample)
+        self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
+        self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
+
+    def load_numpy_state_dict(self, state, strict=True):
+        load_numpy_state_dict(self, state, strict)
+
+    def numpy_state_dict(self):
+        return numpy_state_dict(self)
+
+    def execute(self, input_dict):
+        x, mode = input_dict['x'], input_dict['mode']
+        if mode not in MODES:
+            raise ValueError(f'Not support mode={mode}!')
+        frames = [x[:, i] for i in range(self.n_sequence)]
+        center = self.n_sequence // 2
+        est_kernel = self.kernel_net(jt.concat(frames, 1))
+        if mode == 'infer':
+            return {'recons': self.recons_forward(frames), 'est_kernel': est_kernel}, None
+        down_frames = [self.blur_down(f, est_kernel, self.scale) for f in frames]
+        if mode == 'train':
+            down_recons = self.recons_forward(down_frames)
+            # The original reconstructs the full clip under torch.no_grad(), then detaches.
+            with jt.no_grad():
+                recons = self.recons_forward(frames)
+            input_cycle = self.blur_down(recons.detach(), est_kernel, self.scale)
+            return {'input': frames[center], 'recons_down': down_recons,
+                    'input_cycle': input_cycle, 'est_kernel': est_kernel}, None
+        recons = self.recons_forward(frames)
+        return {'input': frames[center], 'input_down': down_frames[center],
+                'input_cycle': self.blur_down(recons, est_kernel, self.scale), 'recons': recons,
+                'recons_down': self.recons_forward(down_frames), 'est_kernel': est_kernel}, None
+
+    def frame_features(self, frame):
+        return FrameFeatures(self.extra_feat(self.in_conv(frame)), self.flow_net.features(frame))
+
+    def recons_from_features(self, frames, features):
+        """Reconstruct the centre of `frames` from their FrameFeatures (same order)."""
+        center = self.n_sequence // 2
+        base = frames[center]
+        if not self.HR_in:
+            base = nn.interpolate(base, scale_factor=self.scale, mode='bilinear', align_corners=False)
+        warped = []
+        for i, feature in enumerate(features):
+            if i == center:
+                warped.append(feature.feat)
+            else:
+                flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
+                warped.append(self.flow_net.warp(feature.feat, flow)[0])
+        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, 1)))
+        if not self.HR_in:
+            recons_feat = self.upsample_layers(recons_feat)
+        return self.out_conv(recons_feat) + base
+
+    def recons_forward(self, frame_list):
+        return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
+
+    def blur_down(self, x, kernel, scale):
+        return blur_down(x, kernel, scale)
