@@ -62,7 +62,9 @@ def read_image(path):
     # imdecode on the raw bytes instead of imread: imread fails silently on some paths
     # (non-ASCII on other platforms) and cannot tell "missing" from "corrupt".
     data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # EXIF orientation is ignored so the array matches the stored pixel grid (and PIL's size)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(data, flags) if data.size else None
     if bgr is None:
         raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,165 @@
+"""Generate a blur-down test set from HR video frames, as the original script.
+
+    python script_gene_dataset_blurdown.py --HR_root DIR --save_root DIR --type Gaussian|Realistic
+
+Input: HR_root/<video>/<frame>.png|jpg|jpeg|bmp. Output, per video and frame:
+save_root/HR/<video>/<frame>.png (the HR frame), save_root/LR_blurdown_x4/<video>/<frame>.png
+(blurred with the video's kernel, every 4th pixel kept, rounded to uint8) and
+save_root/kernel/<video>/<frame>.mat (the kernel, key 'kernel'). One kernel per video:
+Gaussian sigma 1.2 (9x9), or a random 13x13 realistic kernel drawn from --seed.
+When HR_root is save_root/HR (the original's own usage) the HR frames are left in place.
+"""
+import argparse
+import io
+import os
+import sys
+
+if __name__ == '__main__' and not __package__:  # run as a file from inside the package folder
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from scipy import io as scio  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from jittor_self_blind_vsr.utils import degradation  # noqa: E402
+from jittor_self_blind_vsr.utils.image_io import (  # noqa: E402
+    ImageReadError, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
+
+KERNEL_TYPES = ('Gaussian', 'Realistic')
+
+
+class GenerationError(Exception):
+    """Bad input for the generation script; the message is one sentence for the user."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Blur and decimate HR video frames into a test set (HR/, LR_blurdown_x<scale>/, kernel/).')
+    parser.add_argument('--HR_root', required=True, help='folder of video folders of HR frames')
+    parser.add_argument('--save_root', required=True, help='output folder')
+    parser.add_argument('--type', choices=KERNEL_TYPES, default='Gaussian', help='blur kernel family')
+    parser.add_argument('--scale', type=int, default=4, help='decimation factor (default 4)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the realistic kernels (default 0)')
+    parser.add_argument('--crop', action='store_true',
+                        help='crop frames whose size is not a multiple of --scale at the bottom/right '
+                             '(without it such frames are refused)')
+    args = parser.parse_args(argv)
+    if args.scale < 1:
+        parser.error(f'--scale must be a positive integer, not {args.scale}')
+    return args
+
+
+def frame_size(path):
+    """(height, width) from the file header; the whole file is checked where the format allows."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}') from err
+    return height, width
+
+
+def plan_videos(hr_root, scale, crop):
+    """[(video, [frame paths], (height, width), (height, width) to keep)], every frame checked
+    before anything is written."""
+    if not os.path.isdir(hr_root):
+        raise GenerationError(f'HR_root {hr_root} does not exist or is not a folder')
+    folders = list_subfolders(hr_root)
+    if not folders:
+        raise GenerationError(f'HR_root {hr_root} contains no video folders (expected HR_root/<video>/<frames>)')
+    videos = []
+    for folder in folders:
+        frames = list_images(folder)
+        if not frames:
+            raise GenerationError(f'video folder {folder} contains no PNG/JPEG/BMP frames')
+        stems = [os.path.splitext(os.path.basename(f))[0] for f in frames]
+        if len(set(stems)) != len(stems):
+            raise GenerationError(f'video folder {folder} holds two frames with the same name and '
+                                  'different extensions, which would write the same output file')
+        sizes = {frame_size(f) for f in frames}
+        if len(sizes) != 1:
+            raise GenerationError(f'the frames of video folder {folder} do not all have the same size')
+        height, width = sizes.pop()
+        if (height % scale or width % scale) and not crop:
+            raise GenerationError(f'the frames of {folder} are {width}x{height}, not a multiple of the scale '
+                                  f'{scale}; pass --crop to crop them at the bottom/right')
+        keep = (height - height % scale, width - width % scale)
+        if 0 in keep:
+            raise GenerationError(f'the frames of {folder} ({width}x{height}) are smaller than the scale {scale}')
+        videos.append((os.path.basename(folder), frames, (height, width), keep))
+    return videos
+
+
+def make_kernel(kind, rng, scale):
+    if kind == 'Gaussian':
+        return degradation.gaussian_kernel(degradation.TEST_SIGMA)
+    return degradation.random_realistic_kernel(rng, scale=scale)
+
+
+def save_kernel(path, kernel):
+    buffer = io.BytesIO()
+    scio.savemat(buffer, {'kernel': kernel})
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def output_dirs(save_root, scale):
+    return {'hr': os.path.join(save_root, 'HR'),
+            'lr': os.path.join(save_root, f'LR_blurdown_x{scale}'),
+            'kernel': os.path.join(save_root, 'kernel')}
+
+
+def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, progress=True):
+    """Write the test set; returns the number of frames written."""
+    videos = plan_videos(hr_root, scale, crop)
+    dirs = output_dirs(save_root, scale)
+    in_place = os.path.isdir(dirs['hr']) and os.path.samefile(hr_root, dirs['hr'])
+    cropped = [(video, size, keep) for video, _, size, keep in videos if size != keep]
+    if in_place and cropped:
+        raise GenerationError(f'HR_root is {dirs["hr"]}, whose frames would have to be cropped in place; '
+                              'give another --save_root')
+    for video, (height, width), (keep_h, keep_w) in cropped:
+        print(f'note: cropping the frames of {video} from {width}x{height} to {keep_w}x{keep_h}', file=sys.stderr)
+    rng = np.random.RandomState(seed)
+    total = sum(len(frames) for _, frames, _, _ in videos)
+    with tqdm(total=total, unit='frame', disable=not progress) as bar:
+        for video, frames, size, (keep_h, keep_w) in videos:
+            kernel = make_kernel(kind, rng, scale)
+            for folder in dirs.values():
+                os.makedirs(os.path.join(folder, video), exist_ok=True)
+            bar.set_description(video)
+            for path in frames:
+                stem = os.path.splitext(os.path.basename(path))[0]
+                hr = read_image(path)
+                if hr.shape[:2] != size:
+                    raise GenerationError(f'{path} decodes to {hr.shape[1]}x{hr.shape[0]} pixels, '
+                                          f'not the {size[1]}x{size[0]} its header states')
+                hr = hr[:keep_h, :keep_w]
+                if not in_place:
+                    write_image(os.path.join(dirs['hr'], video, stem + '.png'), hr)
+                write_image(os.path.join(dirs['lr'], video, stem + '.png'),
+                            degradation.blur_down_uint8(hr, kernel, scale))
+                save_kernel(os.path.join(dirs['kernel'], video, stem + '.mat'), kernel)
+                bar.update(1)
+    return total
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        generate(args.HR_root, args.save_root, args.type, args.scale, args.seed, args.crop)
+    except (GenerationError, ImageReadError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f'error: cannot write the test set: {err.strerror or err} ({err.filename})', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted; every file written so far is complete', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
