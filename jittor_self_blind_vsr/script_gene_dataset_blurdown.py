@@ -121,13 +121,14 @@ def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, p
                               'give another --save_root')
     for video, (height, width), (keep_h, keep_w) in cropped:
         print(f'note: cropping the frames of {video} from {width}x{height} to {keep_w}x{keep_h}', file=sys.stderr)
+    for folder in dirs.values():
+        for video, *_ in videos:
+            os.makedirs(os.path.join(folder, video), exist_ok=True)
     rng = np.random.RandomState(seed)
     total = sum(len(frames) for _, frames, _, _ in videos)
     with tqdm(total=total, unit='frame', disable=not progress) as bar:
         for video, frames, size, (keep_h, keep_w) in videos:
             kernel = make_kernel(kind, rng, scale)
-            for folder in dirs.values():
-                os.makedirs(os.path.join(folder, video), exist_ok=True)
             bar.set_description(video)
             for path in frames:
                 stem = os.path.splitext(os.path.basename(path))[0]

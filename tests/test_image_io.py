@@ -1,0 +1,80 @@
+"""image_io: RGB order, format coverage, clear read errors, atomic writes, natural sort."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from jittor_self_blind_vsr.utils import image_io
+from jittor_self_blind_vsr.utils.image_io import ImageReadError, list_images, read_image, write_image
+
+
+def test_png_round_trip_keeps_rgb_order(tmp_path):
+    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
+    rgb[..., 0] = 200  # pure red
+    write_image(tmp_path / 'red.png', rgb)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'red.png')), rgb)  # PIL reads RGB
+    np.testing.assert_array_equal(read_image(tmp_path / 'red.png'), rgb)
+
+
+@pytest.mark.parametrize('mode,ext', [('L', '.png'), ('RGBA', '.png'), ('RGB', '.jpg'), ('RGB', '.bmp')])
+def test_other_modes_and_formats_become_hxwx3_uint8(tmp_path, mode, ext):
+    pixels = np.random.RandomState(0).randint(0, 256, (6, 7, len(mode)), dtype=np.uint8).squeeze()
+    Image.fromarray(pixels, mode).save(tmp_path / f'img{ext}')
+    out = read_image(tmp_path / f'img{ext}')
+    assert out.shape == (6, 7, 3) and out.dtype == np.uint8
+    if mode == 'L':
+        np.testing.assert_array_equal(out, np.repeat(pixels[..., None], 3, axis=2))
+    elif mode == 'RGBA':
+        np.testing.assert_array_equal(out, pixels[..., :3])
+
+
+def test_sixteen_bit_png_is_scaled_to_eight_bits(tmp_path):
+    cv2.imwrite(str(tmp_path / 'deep.png'), np.full((3, 3, 3), 65535, dtype=np.uint16))
+    assert (read_image(tmp_path / 'deep.png') == 255).all()
+
+
+def test_unreadable_files_raise_image_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match='image file not found'):
+        read_image(tmp_path / 'missing.png')
+    (tmp_path / 'text.png').write_text('hello')
+    with pytest.raises(ImageReadError, match=r'cannot read image \(not a valid PNG/JPEG/BMP file\?\)'):
+        read_image(tmp_path / 'text.png')
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    with pytest.raises(ImageReadError, match='cannot read image'):
+        read_image(tmp_path / 'empty.jpg')
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / 'frame.png'
+    write_image(target, np.zeros((2, 2, 3), dtype=np.uint8))
+    before = target.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(image_io.os, 'replace', broken_replace)
+    with pytest.raises(OSError):
+        write_image(target, np.full((2, 2, 3), 255, dtype=np.uint8))
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ['frame.png']
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    write_image(tmp_path / 'a.png', np.zeros((2, 2, 3), dtype=np.uint8))
+    assert (tmp_path / 'a.png').stat().st_mode & 0o777 == 0o666 & ~image_io._UMASK
+
+
+def test_write_refuses_what_it_cannot_store(tmp_path):
+    with pytest.raises(ValueError, match='uint8 array'):
+        write_image(tmp_path / 'a.png', np.zeros((2, 2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match='extension must be one of'):
+        write_image(tmp_path / 'a.tif', np.zeros((2, 2, 3), dtype=np.uint8))
+
+
+def test_list_images_natural_sorts_and_filters(tmp_path):
+    for name in ['frame10.png', 'frame2.PNG', 'frame1.jpg', 'notes.txt', '.hidden.png', 'b.jpeg', 'c.bmp']:
+        (tmp_path / name).write_bytes(b'')
+    (tmp_path / 'dir.png').mkdir()
+    names = [os.path.basename(p) for p in list_images(tmp_path)]
+    assert names == ['b.jpeg', 'c.bmp', 'frame1.jpg', 'frame2.PNG', 'frame10.png']
