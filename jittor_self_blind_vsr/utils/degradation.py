@@ -96,10 +96,12 @@ def _blur_down64(img, kernel, scale):
     pad = kernel.shape[0] // 2
     padded = np.pad(img, ((pad, pad), (pad, pad)) + ((0, 0),) * (img.ndim - 2), mode='edge')
     out = np.zeros((-(-height // scale), -(-width // scale)) + img.shape[2:], dtype=np.float64)
+    term = np.empty_like(out)
     # Only the kept pixels are computed: one strided slice per kernel tap, so the work
     # is ksize^2 vector operations on the output, not a full-resolution convolution.
     for dy, dx in zip(*np.nonzero(kernel)):
-        out += kernel[dy, dx] * padded[dy:dy + height:scale, dx:dx + width:scale]
+        np.multiply(padded[dy:dy + height:scale, dx:dx + width:scale], kernel[dy, dx], out=term)
+        out += term
     return out
 
 
