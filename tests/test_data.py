@@ -14,7 +14,7 @@ from jittor_self_blind_vsr.data import DATASETS, Data, DatasetError, make_datase
 from jittor_self_blind_vsr.data import videodata
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import degradation as deg
-from jittor_self_blind_vsr.utils.image_io import read_image
+from jittor_self_blind_vsr.utils.image_io import read_image, write_image
 from jittor_self_blind_vsr.utils.matlab_imresize import imresize
 
 N_VIDEOS, N_FRAMES = 2, 6
@@ -270,3 +270,23 @@ def test_other_bad_settings(test_set):
     with pytest.raises(DatasetError, match='frames of 16x16 pixels are smaller than the 20x20 training patch'):
         make_dataset('REDS_HRLR', make_args(test_set, patch_size=20), train=True)[0]
     assert set(DATASETS) == {'REDS_BLURDOWN_GAUSSIAN', 'REDS_BLURDOWN_REALISTIC', 'REDS_HRLR', 'VIDEO_LR'}
+
+
+def test_hr_that_is_not_scale_times_lr_is_refused(test_set, tmp_path):
+    root = tmp_path / 'set'
+    shutil.copytree(test_set, root)
+    for f in range(N_FRAMES):
+        path = root / 'HR' / '000' / f'{f:08d}.png'
+        write_image(path, read_image(path)[:60, :60])
+    with pytest.raises(DatasetError, match=re.escape('the HR frames of video 000 (60x60) are not 4 times '
+                                                     'its LR frames (16x16)')):
+        make_dataset('REDS_HRLR', make_args(root), train=False)[0]
+
+
+def test_frames_of_different_sizes_in_a_window_are_refused(test_set, tmp_path):
+    root = tmp_path / 'lr'
+    shutil.copytree(test_set / 'LR_blurdown_x4', root)
+    path = root / '000' / '00000002.png'
+    write_image(path, read_image(path)[:8])
+    with pytest.raises(DatasetError, match='the frames of video 000 do not all have the same size'):
+        make_dataset('VIDEO_LR', make_args(root), train=False)[0]
