@@ -290,3 +290,14 @@ def test_frames_of_different_sizes_in_a_window_are_refused(test_set, tmp_path):
     write_image(path, read_image(path)[:8])
     with pytest.raises(DatasetError, match='the frames of video 000 do not all have the same size'):
         make_dataset('VIDEO_LR', make_args(root), train=False)[0]
+
+
+def test_bad_kernel_files_are_refused(test_set, tmp_path):
+    root = tmp_path / 'set'
+    shutil.copytree(test_set, root)
+    scio.savemat(root / 'kernel' / '000' / '00000002.mat', {'kernel': np.ones((3, 5)) / 15})
+    with pytest.raises(DatasetError, match='is not a square 2-D array'):
+        make_dataset('REDS_HRLR', make_args(root), train=False)[0]
+    scio.savemat(root / 'kernel' / '000' / '00000002.mat', {'blur': np.ones((3, 3)) / 9})
+    with pytest.raises(DatasetError, match='cannot read a "kernel" array from'):
+        make_dataset('REDS_HRLR', make_args(root), train=False)[0]

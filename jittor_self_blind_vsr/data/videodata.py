@@ -135,7 +135,6 @@ class VIDEODATA(Dataset):
         self._set_filesystem(args.dir_data if train else args.dir_data_test)
         self.frames = self._scan()
         first = next(iter(self.frames.values()))
-        self.video_names = [name for name, _ in first]
         self.n_frames_video = [len(paths) for _, paths in first]
         self.num_video = len(self.n_frames_video)
         self.num_frame = sum(self.n_frames_video) - (self.n_seq - 1) * self.num_video
@@ -235,7 +234,10 @@ class VIDEODATA(Dataset):
             kernel = scio.loadmat(path)['kernel']
         except (OSError, ValueError, KeyError) as err:
             raise DatasetError(f'cannot read a "kernel" array from {path} ({err})') from err
-        return np.asarray(kernel, dtype=np.float64)
+        kernel = np.asarray(kernel, dtype=np.float64)
+        if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+            raise DatasetError(f'the kernel in {path} is not a square 2-D array (shape {kernel.shape})')
+        return kernel
 
     def __getitem__(self, idx):
         raise NotImplementedError
