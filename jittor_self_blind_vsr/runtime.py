@@ -70,8 +70,10 @@ def _onednn_files():
             path = Path(os.path.abspath(dist.locate_file(entry)))
             if path.parent.name == 'lib' and path.name.startswith(('libmkldnn', 'libdnnl')):
                 found[('lib', path.name)] = path
-            elif path.parent.name == 'include' and path.suffix in ('.h', '.hpp'):
-                found[('include', path.name)] = path
+            elif 'include' in path.parts[:-1] and path.suffix in ('.h', '.hpp'):
+                # keep sub-folders: dnnl.hpp includes "oneapi/dnnl/dnnl.hpp"
+                inner = path.parts[len(path.parts) - path.parts[::-1].index('include'):]
+                found[('include', '/'.join(inner))] = path
     if ('lib', 'libmkldnn.so') not in found or ('include', 'mkldnn.hpp') not in found:
         return None
     return found
