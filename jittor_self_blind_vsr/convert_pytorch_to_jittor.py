@@ -1,0 +1,185 @@
+"""Convert a PyTorch Self-Blind-VSR or PWC-Net checkpoint into the `.pkl` the Jittor model loads.
+
+    python convert_pytorch_to_jittor.py --pytorch_model X.pt --jittor_model Y.pkl
+
+Reads both torch formats without torch (see utils/checkpoint.py), infers the model
+configuration from the tensor shapes, checks every tensor against the Jittor model
+built with it, and writes a plain pickled dict {key: float32 ndarray} atomically.
+"""
+import argparse
+import math
+import os
+import re
+import sys
+
+if __package__ in (None, ''):
+    # Run as a file from inside jittor_self_blind_vsr/: import the package from its parent,
+    # not this folder's sub-packages as top-level modules.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
+    FLOW_PREFIX, CheckpointError, read_checkpoint, save_state_dict_file, state_dict_from)
+
+# The published model; used where shapes cannot tell (and to name the keys of a foreign file).
+PUBLISHED_CONFIG = dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
+                        kernel_size=3, scale=4, ksize=13)
+SHOWN_KEYS = 3
+
+
+def _count_blocks(state, prefix):
+    count = 0
+    while f'{prefix}.{count}.conv1.weight' in state:
+        count += 1
+    return count
+
+
+def _count_upsample_convs(state):
+    # upsample_layers alternates conv and PixelShuffle(2): convs sit at even indices
+    count = 0
+    while f'upsample_layers.{2 * count}.weight' in state:
+        count += 1
+    return count
+
+
+def infer_config(state):
+    """PWC_Recons arguments that the shapes of a full-model state dict determine."""
+    if 'in_conv.0.weight' not in state or state['in_conv.0.weight'].ndim != 4:
+        return dict(PUBLISHED_CONFIG)
+    config = dict(PUBLISHED_CONFIG)
+    config['n_feat'], config['n_colors'] = (int(n) for n in state['in_conv.0.weight'].shape[:2])
+    fusion = state.get('fusion_conv.0.weight')
+    if fusion is not None and fusion.ndim == 4:
+        config['n_sequence'] = max(int(fusion.shape[1]) // config['n_feat'], 1)
+    config['extra_RBS'] = _count_blocks(state, 'extra_feat')
+    config['recons_RBS'] = _count_blocks(state, 'recons_net')
+    block = 'extra_feat.0.conv1.weight' if config['extra_RBS'] else 'recons_net.0.conv1.weight'
+    if block in state and state[block].ndim == 4:
+        config['kernel_size'] = int(state[block].shape[2])
+    config['scale'] = 2 ** _count_upsample_convs(state)
+    fc = state.get('kernel_net.fc_net.0.weight')
+    if fc is not None and fc.ndim == 2 and math.isqrt(int(fc.shape[1])) ** 2 == fc.shape[1]:
+        config['ksize'] = math.isqrt(int(fc.shape[1]))
+    return config
+
+
+def _format_config(config):
+    return ', '.join(f'{k}={v}' for k, v in config.items())
+
+
+def _shape(shape):
+    return 'x'.join(str(n) for n in shape) or 'scalar'
+
+
+def _first(keys):
+    shown = ', '.join(keys[:SHOWN_KEYS])
+    return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
+
+
+def mismatch_sentence(path, state, expected):
+    """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
+    unexpected = [k for k in state if k not in expected]
+    if unexpected and len(unexpected) == len(state):
+        return (f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(unexpected)} '
+                'do not fit the model')
+    problems = []
+    if unexpected:
+        problems.append(f'its keys {_first(unexpected)} are not in the model')
+    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k])]
+    if wrong:
+        key = wrong[0]
+        more = f' (and {len(wrong) - 1} more shapes differ)' if len(wrong) > 1 else ''
+        problems.append(f'{key} has shape {_shape(state[key].shape)} in the file but '
+                        f'{_shape(expected[key])} in the model{more}')
+    missing = [k for k in expected if k not in state]
+    if missing:
+        problems.append(f'it lacks {len(missing)} of the model\'s tensors, first {_first(missing)}')
+    if not problems:
+        return None
+    return f'{path} does not fit the model: ' + '; '.join(problems)
+
+
+def _jittor_model(flow_only, config):
+    """The Jittor network to check against and the prefix its keys carry in our state dicts."""
+    from jittor_self_blind_vsr.runtime import current_device, import_jittor
+    import_jittor(current_device() or 'cpu')  # checking shapes needs no GPU
+    if flow_only:
+        from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
+        return Flow_PWC(pretrain_fn='.').moduleNetwork, FLOW_PREFIX
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    return PWC_Recons(flow_pretrain_fn='.', **config), ''
+
+
+def check_against_model(path, state, flow_only):
+    """Load `state` strictly into the Jittor model (PWC-Net alone for a flow-only file).
+
+    Returns the configuration inferred from the shapes; raises CheckpointError naming
+    the first keys or shapes that do not fit.
+    """
+    from jittor_self_blind_vsr.model import StateDictMismatch, load_numpy_state_dict
+    config = infer_config(state)
+    network, prefix = _jittor_model(flow_only, config)
+    # Var shapes are known without running anything: no parameter is computed here.
+    expected = {prefix + k: tuple(v.shape) for k, v in network.state_dict().items()}
+    sentence = mismatch_sentence(path, state, expected)
+    if sentence:
+        raise CheckpointError(sentence)
+    try:
+        load_numpy_state_dict(network, {k[len(prefix):]: v for k, v in state.items()}, strict=True)
+    except StateDictMismatch as exc:
+        raise CheckpointError(f'{path} does not fit the model: {exc}') from None
+    return config
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description='Convert a PyTorch Self-Blind-VSR or PWC-Net checkpoint (.pt, either torch format) '
+                    'into a Jittor .pkl (a pickled dict of float32 numpy arrays). torch is not needed.')
+    parser.add_argument('--pytorch_model', required=True, help='the PyTorch checkpoint to read')
+    parser.add_argument('--jittor_model', required=True, help='the .pkl file to write')
+    return parser.parse_args(argv)
+
+
+def _check_output(args):
+    folder = os.path.dirname(os.path.abspath(args.jittor_model))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f'cannot write {args.jittor_model}: the folder {folder} does not exist')
+    if os.path.exists(args.pytorch_model) and os.path.exists(args.jittor_model) \
+            and os.path.samefile(args.pytorch_model, args.jittor_model):
+        raise CheckpointError('--jittor_model must name another file than --pytorch_model')
+
+
+def convert(args):
+    _check_output(args)
+    checkpoint = read_checkpoint(args.pytorch_model)
+    state = state_dict_from(checkpoint.content, args.pytorch_model)
+    flow_only = all(k.startswith(FLOW_PREFIX) for k in state)
+    config = check_against_model(args.pytorch_model, state, flow_only)
+    save_state_dict_file(state, args.jittor_model)
+    values = sum(int(v.size) for v in state.values())
+    kind = 'PWC-Net optical-flow weights' if flow_only else 'Self-Blind-VSR weights'
+    print(f'Read {args.pytorch_model}: {checkpoint.format}')
+    print(f'{kind}: {len(state)} tensors, {values:,} values, every one checked against the Jittor model')
+    if flow_only:
+        print(f'Keys written under {FLOW_PREFIX}')
+    else:
+        print(f'Inferred configuration: {_format_config(config)}')
+    print(f'Wrote {args.jittor_model}')
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    os.environ.setdefault('log_silent', '1')  # Jittor's compile chatter would bury the report
+    try:
+        convert(args)
+    except CheckpointError as exc:
+        print(f'error: {_one_line(str(exc))}.', file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(text):
+    return re.sub(r'\s+', ' ', text).strip().rstrip('.')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""Checkpoint files: read PyTorch `.pt` and our `.pkl` safely, write `.pkl` atomically.
+
+Loading a pickle can run any code the file names, and checkpoints come from the
+internet. Every file here goes through `_SafeUnpickler`, which builds only what a
+checkpoint holds (dicts, lists, numbers, strings, numpy arrays, torch tensors and
+storages) and refuses every other global with `CheckpointError`.
+
+PyTorch files are read without torch, in both of its formats:
+* legacy (PyTorch <= 1.5, the published weights): consecutive pickles -- magic number,
+  protocol version, system info, the object (storages as persistent ids), the list of
+  storage keys -- followed, per key, by an int64 element count and the raw data;
+* zip (PyTorch >= 1.6): `<name>/data.pkl` with the same persistent ids, the storages
+  as `<name>/data/<key>`, their byte order in `<name>/byteorder`.
+Tensors come back as numpy arrays, floating ones as float32.
+"""
+import collections
+import hashlib
+import io
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one sentence for the user."""
+
+
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_PROTOCOL = 1001
+FORMAT_LEGACY = 'PyTorch legacy format (PyTorch <= 1.5)'
+FORMAT_ZIP = 'PyTorch zip format (PyTorch >= 1.6)'
+FORMAT_PICKLE = 'pickle'
+NESTING_KEYS = ('state_dict', 'model_state_dict', 'model')
+
+# jt.save appends the SHA-1 of the pickle and this marker.
+_JITTOR_TRAILER = b'HCAJSLHD'
+_ZIP_MAGIC = b'PK\x03\x04'
+_PICKLE_PROTO = b'\x80'  # every pickle of protocol >= 2 starts with PROTO
+_BFLOAT16 = 'bfloat16'  # numpy has no bfloat16: widened to float32 on reading
+_PWC_PARTS = {'Extractor', 'Two', 'Thr', 'Fou', 'Fiv', 'Six', 'Refiner'}
+_PWC_KEY = re.compile(r'^(?:(?:module|net)Network\.)?(?:module|net)([A-Z][a-z]+)\.')
+_NET_PART = re.compile(r'^net(?=[A-Z])')
+FLOW_PREFIX = 'flow_net.moduleNetwork.'
+
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
+    'BFloat16Storage': _BFLOAT16, 'LongStorage': np.int64, 'IntStorage': np.int32,
+    'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_, 'UntypedStorage': np.uint8,
+}
+_TORCH_DTYPES = {
+    'float32': np.float32, 'float': np.float32, 'float64': np.float64, 'double': np.float64,
+    'float16': np.float16, 'half': np.float16, 'bfloat16': _BFLOAT16,
+    'int64': np.int64, 'long': np.int64, 'int32': np.int32, 'int': np.int32,
+    'int16': np.int16, 'short': np.int16, 'int8': np.int8, 'uint8': np.uint8, 'bool': np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class _TorchType:
+    """Stand-in for a torch storage class or dtype named in a pickle."""
+    name: str
+    dtype: object
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    """A storage named by a persistent id; legacy views start `offset` elements into their root."""
+    key: str
+    dtype: object
+    offset: int
+    numel: int
+
+
+@dataclass(frozen=True)
+class _PendingTensor:
+    """A tensor whose storage data may not have been read yet (legacy files store it after the pickle)."""
+    storage: _StorageRef
+    offset: int
+    size: tuple
+    stride: tuple
+    dtype: object = None
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_grad_hooks_metadata):
+    if not isinstance(storage, _StorageRef):
+        raise pickle.UnpicklingError('a tensor without a storage')
+    return _PendingTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, hooks, dtype, *_metadata):
+    tensor = _rebuild_tensor(storage, storage_offset, size, stride)
+    return _PendingTensor(tensor.storage, tensor.offset, tensor.size, tensor.stride, dtype.dtype)
+
+
+def _rebuild_parameter(data, *_grad_hooks_state):
+    return data
+
+
+def _jittor_var(data):
+    # jt.save pickles a Var as (jittor.Var, (ndarray,)): the array is all we need.
+    if not isinstance(data, np.ndarray):
+        raise pickle.UnpicklingError('a Jittor Var without an array')
+    return data
+
+
+def _numpy_globals():
+    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*; ask numpy itself
+    # for the functions instead of importing either private path.
+    reconstruct = np.zeros(1).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    scalar = np.float32(0).__reduce__()[0]
+    allowed = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+    for core in ('numpy.core', 'numpy._core'):
+        allowed[(core + '.multiarray', '_reconstruct')] = reconstruct
+        allowed[(core + '.multiarray', 'scalar')] = scalar
+        allowed[(core + '.numeric', '_frombuffer')] = frombuffer
+    return allowed
+
+
+def _allowed_globals():
+    allowed = {
+        ('collections', 'OrderedDict'): collections.OrderedDict,
+        ('builtins', 'set'): set,
+        ('builtins', 'frozenset'): frozenset,
+        # protocol-2 pickles of bytes (numpy data) go through codecs.encode(str, 'latin1')
+        ('_codecs', 'encode'): __import__('codecs').encode,
+        ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
+        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+        ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+        ('jittor', 'Var'): _jittor_var,
+    }
+    for name, dtype in {**_STORAGE_DTYPES, **_TORCH_DTYPES}.items():
+        allowed[('torch', name)] = _TorchType(name, dtype)
+    allowed[('torch.storage', 'UntypedStorage')] = _TorchType('UntypedStorage', np.uint8)
+    allowed.update(_numpy_globals())
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+# Python 2 pickles (PyTorch 0.4 under Python 2) name builtins differently.
+_PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids."""
+
+    def __init__(self, file, path, storages=None):
+        super().__init__(file, encoding='latin1')
+        self._path = path
+        self._storages = storages
+
+    def find_class(self, module, name):
+        module = _PY2_MODULES.get(module, module)
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise CheckpointError(
+                f'{self._path} refers to {module}.{name}, which no checkpoint holds: refused to load it, '
+                'since unpickling it could run code') from None
+
+    def persistent_load(self, pid):
+        if self._storages is None:
+            raise pickle.UnpicklingError('a torch storage outside a torch file')
+        return self._storages.ref(pid)
+
+
+class _Storages:
+    """Storage data of one torch file, read on demand by key."""
+
+    def __init__(self, read_raw, byteorder):
+        self._read_raw = read_raw  # (key, nbytes) -> bytes
+        self._byteorder = byteorder
+        self._roots = {}  # key -> (dtype, numel) as first named
+        self._arrays = {}
+
+    def ref(self, pid):
+        if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage':
+            raise pickle.UnpicklingError(f'unknown persistent id {pid!r:.60}')
+        storage_type, key, _location, numel = pid[1:5]
+        view = pid[5] if len(pid) == 6 else None
+        if not isinstance(storage_type, _TorchType) or not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError('a malformed storage id')
+        key = str(key)
+        self._roots.setdefault(key, (storage_type.dtype, numel))
+        if view is None:
+            return _StorageRef(key, storage_type.dtype, 0, numel)
+        _view_key, offset, view_numel = view
+        return _StorageRef(key, storage_type.dtype, int(offset), int(view_numel))
+
+    def root_keys(self):
+        return list(self._roots)
+
+    def array(self, ref):
+        """The storage's elements as a 1-D numpy array (bfloat16 widened to float32)."""
+        if ref.key not in self._arrays:
+            dtype, numel = self._roots[ref.key]
+            self._arrays[ref.key] = _decode(self._read_raw(ref.key, numel * _itemsize(dtype)),
+                                            dtype, self._byteorder)
+        data = self._arrays[ref.key]
+        if ref.offset < 0 or ref.offset + ref.numel > data.size:
+            raise pickle.UnpicklingError('a storage view outside its storage')
+        return data[ref.offset:ref.offset + ref.numel]
+
+    def itemsize(self, key):
+        return _itemsize(self._roots[key][0])
+
+    def set_raw(self, key, raw):
+        self._arrays[key] = _decode(raw, self._roots[key][0], self._byteorder)
+
+
+def _itemsize(dtype):
+    return 2 if dtype == _BFLOAT16 else np.dtype(dtype).itemsize
+
+
+def _decode(raw, dtype, byteorder):
+    if dtype == _BFLOAT16:
+        bits = np.frombuffer(raw, dtype=np.dtype(np.uint16).newbyteorder(byteorder))
+        return (bits.astype(np.uint32) << 16).view(np.float32)
+    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(byteorder))
+
+
+def _tensor_array(tensor, storages):
+    data = storages.array(tensor.storage)
+    if tensor.dtype is not None and tensor.dtype != data.dtype:
+        data = _decode(data.tobytes(), tensor.dtype, '<')
+    size, stride = tensor.size, tensor.stride
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise pickle.UnpicklingError('a tensor with a malformed shape')
+    if 0 in size:
+        return np.zeros(size, dtype=data.dtype)
+    last = tensor.offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if tensor.offset < 0 or last >= data.size:
+        raise pickle.UnpicklingError('a tensor reaching outside its storage')
+    base = data[tensor.offset:]
+    strides = tuple(s * data.itemsize for s in stride)
+    return np.lib.stride_tricks.as_strided(base, shape=size, strides=strides).copy()
+
+
+def _resolve(obj, storages):
+    """Replace pending tensors and bare storages in a loaded tree by numpy arrays."""
+    if isinstance(obj, _PendingTensor):
+        return _tensor_array(obj, storages)
+    if isinstance(obj, _StorageRef):
+        return storages.array(obj).copy()
+    if isinstance(obj, dict):
+        return type(obj)((k, _resolve(v, storages)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_resolve(v, storages) for v in obj)
+    return obj
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    content: object
+    format: str
+
+
+def _read_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pkl = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
+        if not pkl:
+            raise CheckpointError(f'{path} is a zip archive but not a PyTorch checkpoint (it has no data.pkl)')
+        prefix = pkl[0][:-len('data.pkl')]
+        byteorder = '<'
+        if prefix + 'byteorder' in names:
+            byteorder = '>' if archive.read(prefix + 'byteorder').strip() == b'big' else '<'
+
+        def read_raw(key, nbytes):
+            name = f'{prefix}data/{key}'
+            if name not in names or archive.getinfo(name).file_size < nbytes:
+                raise pickle.UnpicklingError(f'storage {key} is missing or short')
+            with archive.open(name) as entry:
+                return entry.read(nbytes)
+
+        storages = _Storages(read_raw, byteorder)
+        with archive.open(pkl[0]) as f:
+            content = _SafeUnpickler(f, path, storages).load()
+        return Checkpoint(_resolve(content, storages), FORMAT_ZIP)
+
+
+def _read_legacy(f, path):
+    """The rest of a legacy torch file (an in-memory stream), positioned after its magic number."""
+    def unpickle(storages=None):
+        return _SafeUnpickler(f, path, storages).load()
+
+    if unpickle() != LEGACY_PROTOCOL:
+        raise CheckpointError(f'{path} uses a PyTorch serialisation protocol this reader does not know')
+    sys_info = unpickle()
+    little = not isinstance(sys_info, dict) or sys_info.get('little_endian', True)
+    storages = _Storages(None, '<' if little else '>')
+    content = unpickle(storages)
+    keys = unpickle()
+    if not isinstance(keys, list) or set(map(str, keys)) != set(storages.root_keys()):
+        raise pickle.UnpicklingError('the storage key list does not match the storages')
+    for key in map(str, keys):
+        numel = int.from_bytes(_read_exact(f, 8), 'little' if little else 'big')
+        storages.set_raw(key, _read_exact(f, numel * storages.itemsize(key)))
+    return Checkpoint(_resolve(content, storages), FORMAT_LEGACY)
+
+
+def _read_exact(f, n):
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError('the file ends early')
+    return data
+
+
+def _strip_jittor_trailer(data, path):
+    """jt.save files end in SHA-1 + marker; verify and drop them."""
+    if not data.endswith(_JITTOR_TRAILER):
+        return data
+    body, digest = data[:-28], data[-28:-8]
+    if hashlib.sha1(body).digest() != digest:
+        raise CheckpointError(f'{path} is corrupt: its Jittor checksum does not match its content')
+    return body
+
+
+def _read_pickles(path):
+    with open(path, 'rb') as f:
+        stream = io.BytesIO(_strip_jittor_trailer(f.read(), path))
+    first = _SafeUnpickler(stream, path).load()
+    if type(first) is int and first == LEGACY_MAGIC:
+        return _read_legacy(stream, path)
+    return Checkpoint(first, FORMAT_PICKLE)
+
+
+def _check_is_file(path):
+    if not os.path.exists(path):
+        raise CheckpointError(f'{path} does not exist')
+    if os.path.isdir(path):
+        raise CheckpointError(f'{path} is a folder, not a checkpoint file')
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f'{path} cannot be read (permission denied)')
+
+
+def read_checkpoint(path):
+    """Everything a torch or pickle checkpoint holds, tensors as numpy arrays, and its format.
+
+    Raises CheckpointError for a missing, foreign, corrupt or unsafe file.
+    """
+    path = os.fspath(path)
+    _check_is_file(path)
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f'{path} is empty')
+    if head != _ZIP_MAGIC and head[:1] != _PICKLE_PROTO:
+        raise CheckpointError(f'{path} is not a checkpoint (neither a PyTorch file nor a pickle)')
+    try:
+        return _read_zip(path) if head == _ZIP_MAGIC else _read_pickles(path)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any failure while parsing untrusted bytes means a damaged file
+        raise CheckpointError(f'{path} is truncated or corrupt ({_reason(exc)})') from None
+
+
+def _reason(exc):
+    text = str(exc).strip().rstrip('.') or type(exc).__name__
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
+def _is_state_dict(obj):
+    return (isinstance(obj, dict) and len(obj) > 0
+            and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()))
+
+
+def _find_state_dict(content, path):
+    """The dict of tensors itself, or the one a trainer checkpoint nests under a known key."""
+    if _is_state_dict(content):
+        return content
+    if isinstance(content, dict):
+        for key in NESTING_KEYS:
+            if _is_state_dict(content.get(key)):
+                return content[key]
+    nested = ', '.join(f"'{k}'" for k in NESTING_KEYS)
+    raise CheckpointError(f'{path} holds no model weights (neither a dict of tensors nor one under {nested})')
+
+
+def _strip_data_parallel(state):
+    # nn.DataParallel prefixes every key with 'module.'
+    if all(k.startswith('module.') for k in state):
+        return {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def _module_naming(key):
+    """Newer pytorch-pwc releases name every PWC-Net part net*, the original module*."""
+    return '.'.join(_NET_PART.sub('module', part) for part in key.split('.'))
+
+
+def is_flow_only(state):
+    """True when every key is a PWC-Net key (either naming, with or without `moduleNetwork.`)."""
+    return all((m := _PWC_KEY.match(k)) is not None and m.group(1) in _PWC_PARTS for k in state)
+
+
+def _model_key(key):
+    if key.startswith('flow_net.'):
+        return 'flow_net.' + _module_naming(key[len('flow_net.'):])
+    return key
+
+
+def _flow_key(key):
+    key = _module_naming(key)
+    if key.startswith('moduleNetwork.'):
+        key = key[len('moduleNetwork.'):]
+    return FLOW_PREFIX + key
+
+
+def _as_weight(key, value, path):
+    if value.dtype.kind == 'f':
+        return np.ascontiguousarray(value, dtype=np.float32)
+    if value.dtype.kind in 'iub':
+        return value
+    raise CheckpointError(f'{path} holds a non-numeric array ({value.dtype}) under {key}')
+
+
+def state_dict_from(content, path):
+    """The model weights in a loaded checkpoint, named as the Jittor model names them.
+
+    Accepts a plain state dict, one nested under 'state_dict' / 'model_state_dict' /
+    'model', 'module.' prefixes, and PWC-Net files in either naming (their keys then
+    start with `flow_net.moduleNetwork.`). Floating arrays become float32.
+    """
+    state = _strip_data_parallel(_find_state_dict(content, path))
+    rename = _flow_key if is_flow_only(state) else _model_key
+    return {rename(k): _as_weight(k, v, path) for k, v in state.items()}
+
+
+def load_state_dict_file(path):
+    """{key: float32 ndarray} from a `.pkl` of ours (or jt.save) or a PyTorch `.pt` of either format."""
+    return state_dict_from(read_checkpoint(path).content, os.fspath(path))
+
+
+def load_pickle_safe(path):
+    """Whatever a checkpoint-like pickle holds (trainer state), built by the restricted unpickler."""
+    return read_checkpoint(path).content
+
+
+def _new_file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def save_pickle_atomic(obj, path):
+    """Pickle `obj` to `path` through a temporary file, so `path` is never left half written."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f'cannot write {path}: the folder {folder} does not exist')
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    except OSError as exc:
+        raise CheckpointError(f'cannot write {path}: {exc.strerror}') from None
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            pickle.dump(obj, f, protocol=4)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes the file private; give it the usual mode
+        os.replace(tmp, path)
+    except BaseException as exc:
+        os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
+        raise
+
+
+def save_state_dict_file(state, path):
+    """Save {key: array} as our `.pkl`: a plain dict of contiguous float32 (or integer) arrays."""
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise TypeError(f'state dict keys must be strings, not {type(key).__name__}')
+        arrays[key] = _as_weight(key, np.asarray(value), path)
+    save_pickle_atomic(arrays, path)
+
+
+def load_flow_state_dict_file(path):
+    """PWC-Net weights keyed as inside `Flow_PWC.moduleNetwork` ('moduleExtractor.moduleOne.0.weight', ...).
+
+    From a PWC-Net file in either naming, its converted `.pkl`, or a full Self-Blind-VSR
+    checkpoint (its flow_net part).
+    """
+    state = load_state_dict_file(path)
+    flow = {k[len(FLOW_PREFIX):]: v for k, v in state.items() if k.startswith(FLOW_PREFIX)}
+    if not flow:
+        raise CheckpointError(f'{os.fspath(path)} holds no PWC-Net weights')
+    return flow
