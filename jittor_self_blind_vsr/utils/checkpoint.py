@@ -135,7 +135,7 @@ def _allowed_globals():
         ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
         ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
         ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-        ('jittor', 'Var'): _jittor_var,
+        ('jittor', 'jittor_core.Var'): _jittor_var,
     }
     for name, dtype in {**_STORAGE_DTYPES, **_TORCH_DTYPES}.items():
         allowed[('torch', name)] = _TorchType(name, dtype)
@@ -294,15 +294,14 @@ def _read_legacy(f, path):
 
     if unpickle() != LEGACY_PROTOCOL:
         raise CheckpointError(f'{path} uses a PyTorch serialisation protocol this reader does not know')
-    sys_info = unpickle()
-    little = not isinstance(sys_info, dict) or sys_info.get('little_endian', True)
-    storages = _Storages(None, '<' if little else '>')
+    unpickle()  # system info: torch writes legacy sizes and data little-endian whatever it says
+    storages = _Storages(None, '<')
     content = unpickle(storages)
     keys = unpickle()
     if not isinstance(keys, list) or set(map(str, keys)) != set(storages.root_keys()):
         raise pickle.UnpicklingError('the storage key list does not match the storages')
     for key in map(str, keys):
-        numel = int.from_bytes(_read_exact(f, 8), 'little' if little else 'big')
+        numel = int.from_bytes(_read_exact(f, 8), 'little')
         storages.set_raw(key, _read_exact(f, numel * storages.itemsize(key)))
     return Checkpoint(_resolve(content, storages), FORMAT_LEGACY)
 
