@@ -1,0 +1,336 @@
+"""inference.py end to end on a tiny generated dataset with the seeded small model."""
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, parity_file
+from jittor_self_blind_vsr import inference
+from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
+from jittor_self_blind_vsr.utils.image_io import read_image, write_image
+from parity_weights import seeded_state
+from test_metrics import reference_psnr, reference_ssim
+
+VIDEOS = ('clipA', 'clipB')
+N_FRAMES = 7
+LR_H, LR_W = 24, 32
+FRAME_LINE = re.compile(r'^> (\w+)-(\d+) PSNR=([\d.einf+-]+), SSIM=([\d.e+-]+) pre_time:([\d.e+-]+)s, '
+                        r'forward_time:([\d.e+-]+)s, post_time:([\d.e+-]+)s, total_time:([\d.e+-]+)s$')
+
+
+def make_clip(rng):
+    """Smooth random HR frames panning across one canvas, LR by area downsampling."""
+    canvas = cv2.GaussianBlur(rng.random((LR_H * 4 + 20, LR_W * 4 + 20, 3)).astype(np.float32), (0, 0), 3)
+    canvas = (canvas - canvas.min()) / (canvas.max() - canvas.min()) * 255
+    hrs, lrs = [], []
+    for i in range(N_FRAMES):
+        hr = canvas[i:i + LR_H * 4, 2 * i:2 * i + LR_W * 4].round().astype(np.uint8)
+        hrs.append(hr)
+        lrs.append(cv2.resize(hr, (LR_W, LR_H), interpolation=cv2.INTER_AREA))
+    return hrs, lrs
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('infer')
+    rng = np.random.default_rng(0)
+    for video in VIDEOS:
+        hrs, lrs = make_clip(rng)
+        for sub, frames in (('HR', hrs), ('LR', lrs)):
+            (root / sub / video).mkdir(parents=True)
+            for i, frame in enumerate(frames):
+                write_image(root / sub / video / f'{i:08d}.png', frame)
+    state = seeded_state(parity_file('small_config_keys.tsv'), 0)
+    save_state_dict_file(state, root / 'small.pkl')
+    return root
+
+
+@pytest.fixture(scope='module')
+def net(data):
+    jt = inference.import_jittor('auto')
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    model = PWC_Recons(n_feat=32, extra_RBS=1, recons_RBS=2)
+    model.load_numpy_state_dict(seeded_state(parity_file('small_config_keys.tsv'), 0))
+    model.eval()
+    return jt, model
+
+
+def cli(data, out, *extra, gt=True):
+    args = ['--model_path', str(data / 'small.pkl'), '--input_path', str(data / 'LR'), '--result_path', str(out),
+            '--dataset_name', 'REDS4', '--blur_type', 'Gaussian', '--save_image', 'True', *extra]
+    if gt:
+        args += ['--gt_path', str(data / 'HR')]
+    return args
+
+
+def independent_output(jt, model, lr_paths):
+    """The original's per-window path: net({'x', 'infer'}), then *255, clamp, round, uint8."""
+    # the original: float32 tensor, then mul_(1/255)
+    x = np.stack([read_image(p).astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255) for p in lr_paths])
+    with jt.no_grad():
+        recons = model({'x': jt.array(x[None]), 'mode': 'infer'})[0]['recons'].numpy()[0]
+    return np.clip(recons * 255, 0, 255).round().transpose(1, 2, 0).astype(np.uint8)
+
+
+def original_windows(names, n_seq, border):
+    """The original gene_seq, on file names."""
+    if border:
+        half = n_seq // 2
+        names = names[:half] + names + names[-half:]
+    return [names[i:i + n_seq] for i in range(len(names) - 2 * (n_seq // 2))]
+
+
+@pytest.fixture(scope='module')
+def border_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp('out')
+    assert inference.main(cli(data, out, '--border')) == 0
+    return out / 'REDS4' / 'Gaussian'
+
+
+def test_layout(border_run):
+    names = sorted(os.listdir(border_run))
+    assert names == ['clipA', 'clipB', 'inference_log.txt', 'metrics.csv', 'metrics.json']
+    for video in VIDEOS:
+        assert sorted(os.listdir(border_run / video)) == [f'{i:08d}.png' for i in range(N_FRAMES)]
+    assert not [n for n in os.listdir(border_run.parent) if n.startswith('.')]  # no staging left
+
+
+def test_images_are_the_models_output(border_run, data, net):
+    jt, model = net
+    names = [f'{i:08d}' for i in range(N_FRAMES)]
+    for window in original_windows(names, 5, border=True)[::3]:
+        expected = independent_output(jt, model, [data / 'LR' / 'clipB' / f'{n}.png' for n in window])
+        saved = read_image(border_run / 'clipB' / f'{window[2]}.png')
+        assert saved.shape == (LR_H * 4, LR_W * 4, 3)
+        np.testing.assert_array_equal(saved, expected)
+
+
+def test_metrics_json_against_independent_formulas(border_run, data):
+    metrics = json.loads((border_run / 'metrics.json').read_text())
+    all_psnr, all_ssim = [], []
+    for video in VIDEOS:
+        frames = metrics['videos'][video]['frames']
+        assert [f['frame'] for f in frames] == [f'{i:08d}' for i in range(N_FRAMES)]
+        for f in frames:
+            out = read_image(border_run / video / f'{f["frame"]}.png')
+            gt = read_image(data / 'HR' / video / f'{f["frame"]}.png')
+            assert abs(f['psnr'] - reference_psnr(gt, out, 4)) < 1e-6
+            assert abs(f['ssim'] - reference_ssim(gt, out, 4)) < 1e-6
+            assert f['total_time'] == pytest.approx(f['pre_time'] + f['forward_time'] + f['post_time'], abs=1e-4)
+        psnr = [f['psnr'] for f in frames]
+        ssim = [f['ssim'] for f in frames]
+        assert metrics['videos'][video]['avg_psnr'] == pytest.approx(np.mean(psnr), abs=1e-9)
+        assert metrics['videos'][video]['avg_ssim'] == pytest.approx(np.mean(ssim), abs=1e-9)
+        all_psnr += psnr
+        all_ssim += ssim
+    assert metrics['total']['avg_psnr'] == pytest.approx(np.mean(all_psnr), abs=1e-9)
+    assert metrics['total']['avg_ssim'] == pytest.approx(np.mean(all_ssim), abs=1e-9)
+    assert metrics['total']['n_frames'] == 2 * N_FRAMES
+    assert metrics['device'] in ('cpu', 'cuda')
+    assert metrics['model_path'] == str(data / 'small.pkl')
+    assert metrics['settings']['border'] is True and metrics['settings']['align_corners'] is True
+    assert metrics['settings']['model_config'] == dict(n_colors=3, n_sequence=5, extra_RBS=1, recons_RBS=2,
+                                                       n_feat=32, scale=4, ksize=13)
+    assert metrics['warmup'][0]['lr_size'] == [LR_H, LR_W] and metrics['warmup'][0]['seconds'] > 0
+
+
+def test_log_lines_keep_the_original_format(border_run):
+    lines = (border_run / 'inference_log.txt').read_text().splitlines()
+    metrics = json.loads((border_run / 'metrics.json').read_text())
+    frame_lines = [line for line in lines if line.startswith('> ')]
+    assert len(frame_lines) == 2 * N_FRAMES
+    expected = []
+    for video in VIDEOS:
+        for f in metrics['videos'][video]['frames']:
+            # exactly the original's format string, fed with the numbers in metrics.json
+            expected.append('> {}-{} PSNR={:.5}, SSIM={:.4} pre_time:{:.3}s, forward_time:{:.3}s, post_time:{:.3}s, '
+                            'total_time:{:.3}s'.format(video, f['frame'], f['psnr'], f['ssim'], f['pre_time'],
+                                                       f['forward_time'], f['post_time'], f['total_time']))
+    assert frame_lines == expected
+    assert all(FRAME_LINE.match(line) for line in frame_lines)
+    for video in VIDEOS:
+        v = metrics['videos'][video]
+        assert '# Video:{} AVG-PSNR={:.5}, AVG-SSIM={:.4}'.format(video, v['avg_psnr'], v['avg_ssim']) in lines
+    t = metrics['total']
+    assert '# Total AVG-PSNR={:.5}, AVG-SSIM={:.4}'.format(t['avg_psnr'], t['avg_ssim']) in lines
+    assert lines[0].startswith('Inference - ')
+    assert 'border: True' in lines and 'scale: 4' in lines
+    warm = [line for line in lines if line.startswith('# Warm-up')]
+    assert len(warm) == 1 and lines.index(warm[0]) < lines.index(frame_lines[0])
+
+
+def test_metrics_csv(border_run):
+    metrics = json.loads((border_run / 'metrics.json').read_text())
+    with open(border_run / 'metrics.csv', newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * N_FRAMES
+    first = metrics['videos']['clipA']['frames'][0]
+    assert rows[0]['video'] == 'clipA' and rows[0]['frame'] == first['frame']
+    assert float(rows[0]['psnr']) == first['psnr'] and float(rows[0]['ssim']) == first['ssim']
+
+
+def test_feature_reuse_equals_independent_windows(net):
+    jt, model = net
+    rng = np.random.default_rng(3)
+    frames = {i: rng.random((1, 3, LR_H, LR_W), dtype=np.float32) for i in range(N_FRAMES)}
+    restorer = inference.WindowRestorer(jt, model)
+    with jt.no_grad():
+        for window in inference.window_indices(N_FRAMES, 5, border=True):
+            reused = restorer.restore(window, frames).numpy()
+            x = np.stack([frames[i][0] for i in window])[None]
+            alone = model({'x': jt.array(x), 'mode': 'infer'})[0]['recons'].numpy()
+            np.testing.assert_array_equal(reused, alone)
+    assert len(restorer.cache) == N_FRAMES  # every frame's features computed once
+
+
+@pytest.mark.parametrize('n,border', [(7, False), (7, True), (5, True), (2, True), (4, False)])
+def test_windows_follow_gene_seq(n, border):
+    names = list(range(n))
+    assert inference.window_indices(n, 5, border) == original_windows(names, 5, border)
+
+
+def test_model_config_from_checkpoint(data):
+    state = seeded_state(parity_file('full_config_keys.tsv'), 1)
+    assert inference.model_config(state, 4) == dict(n_colors=3, n_sequence=5, extra_RBS=3, recons_RBS=20,
+                                                    n_feat=128, scale=4, ksize=13)
+
+
+def test_quick_test_presets():
+    args = inference.parse_args(['--quick_test', 'Realistic_REDS4'])
+    assert args.input_path == '../dataset/REDS4_BlurDown_Realistic/LR_blurdown_x4'
+    assert args.gt_path == '../dataset/REDS4_BlurDown_Realistic/HR'
+    assert args.model_path == '../pretrain_models/self_blind_vsr_realistic.pkl'
+    assert (args.dataset_name, args.blur_type, args.scale) == ('REDS4', 'Realistic', 4)
+    assert inference.parse_args(['--quick_test', 'Gaussian_SPMCS']).model_path.endswith('self_blind_vsr_gaussian.pkl')
+
+
+def test_video_file_input_and_video_output(data, net, tmp_path):
+    video = tmp_path / 'walk.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 12, (LR_W, LR_H))
+    for i in range(N_FRAMES):
+        writer.write(cv2.cvtColor(read_image(data / 'LR' / 'clipA' / f'{i:08d}.png'), cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / 'out'
+    args = ['--model_path', str(data / 'small.pkl'), '--input_path', str(video), '--gt_path',
+            str(data / 'HR' / 'clipA'), '--result_path', str(out), '--blur_type', 'real', '--save_video']
+    assert inference.main(args) == 0
+    result = out / 'walk' / 'real'  # dataset name defaults to the input's name
+    assert sorted(os.listdir(result)) == ['inference_log.txt', 'metrics.csv', 'metrics.json', 'walk', 'walk.mp4']
+    assert sorted(os.listdir(result / 'walk')) == ['00000002.png', '00000003.png', '00000004.png']
+    capture = cv2.VideoCapture(str(result / 'walk.mp4'))
+    decoded = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        decoded.append(frame)
+    assert len(decoded) == 3 and decoded[0].shape == (LR_H * 4, LR_W * 4, 3)
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12)
+    # the clip's frames as OpenCV decodes them are the model's input
+    jt, model = net
+    capture = cv2.VideoCapture(str(video))
+    lr = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(5)]
+    x = np.stack([f.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255) for f in lr])[None]
+    with jt.no_grad():
+        recons = model({'x': jt.array(x), 'mode': 'infer'})[0]['recons'].numpy()[0]
+    expected = np.clip(recons * 255, 0, 255).round().transpose(1, 2, 0).astype(np.uint8)
+    np.testing.assert_array_equal(read_image(result / 'walk' / '00000002.png'), expected)
+    metrics = json.loads((result / 'metrics.json').read_text())
+    frame = metrics['videos']['walk']['frames'][0]
+    gt = read_image(data / 'HR' / 'clipA' / '00000002.png')
+    assert abs(frame['psnr'] - reference_psnr(gt, expected, 4)) < 1e-6
+    assert abs(frame['ssim'] - reference_ssim(gt, expected, 4)) < 1e-6
+
+
+def test_no_gt_mode_as_a_script(data, tmp_path):
+    """`python inference.py` from inside the package folder, without ground truth."""
+    out = tmp_path / 'out'
+    env = dict(os.environ, log_silent='1')
+    proc = subprocess.run([sys.executable, 'inference.py', *cli(data, out, gt=False)],
+                          cwd=REPO / 'jittor_self_blind_vsr', env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = out / 'REDS4' / 'Gaussian'
+    assert sorted(os.listdir(result / 'clipA')) == ['00000002.png', '00000003.png', '00000004.png']
+    lines = (result / 'inference_log.txt').read_text().splitlines()
+    frame_lines = [line for line in lines if line.startswith('> ')]
+    assert len(frame_lines) == 6
+    assert all(re.match(r'^> clip[AB]-\d{8} pre_time:\S+s, forward_time:\S+s, post_time:\S+s, total_time:\S+s$', l)
+               for l in frame_lines)
+    assert not any('PSNR' in line for line in lines)
+    assert frame_lines[0] in proc.stdout
+    metrics = json.loads((result / 'metrics.json').read_text())
+    assert 'avg_psnr' not in metrics['total'] and 'psnr' not in metrics['videos']['clipA']['frames'][0]
+    assert metrics['settings']['gt_path'] is None
+
+
+# ---------------------------------------------------------------- bad input
+
+def link_tree(src, dst, skip=()):
+    """Copy a dataset folder as symlinks to its frames, leaving out `skip` (relative paths)."""
+    for folder, _, files in os.walk(src):
+        rel = os.path.relpath(folder, src)
+        if rel in skip:
+            continue
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        for name in files:
+            if os.path.join(rel, name) not in skip:
+                os.symlink(os.path.join(folder, name), os.path.join(dst, rel, name))
+    return dst
+
+
+def bad_cases(data, tmp):
+    broken_model = seeded_state(parity_file('small_config_keys.tsv'), 0)
+    del broken_model['recons_net.1.conv2.bias']
+    save_state_dict_file(broken_model, tmp / 'broken.pkl')
+    (tmp / 'notes.pkl').write_text('not a model')
+    garbage = link_tree(data / 'LR', tmp / 'garbage')
+    os.unlink(garbage / 'clipB' / '00000003.png')
+    (garbage / 'clipB' / '00000003.png').write_bytes(b'\x00garbage')
+    return {
+        'missing input': (['--input_path', str(tmp / 'nope')], 'does not exist'),
+        'missing model': (['--model_path', str(tmp / 'nope.pkl')], 'does not exist'),
+        'different videos': (['--gt_path', str(link_tree(data / 'HR', tmp / 'gt1', skip={'clipB'}))],
+                             'different videos'),
+        'frame counts': (['--gt_path', str(link_tree(data / 'HR', tmp / 'gt2', skip={'clipB/00000006.png'}))],
+                         '7 input frames but 6 GT frames'),
+        'GT size': (['--gt_path', str(data / 'LR')], '4 times the input size'),
+        'unreadable image': (['--input_path', str(garbage)], 'cannot read image'),
+        'model not a checkpoint': (['--model_path', str(tmp / 'notes.pkl')], 'notes.pkl'),
+        'model keys': (['--model_path', str(tmp / 'broken.pkl')], 'recons_net.1.conv2.bias'),
+        'model scale': (['--scale', '1', '--gt_path', str(data / 'LR')], 'upsamples by 4, but --scale is 1'),
+    }
+
+
+def test_bad_input_one_sentence_nothing_written(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    for name, (extra, message) in bad_cases(data, tmp_path).items():
+        capsys.readouterr()
+        assert inference.main(cli(data, out) + extra) == 1, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], (name, err)
+        assert not out.exists(), name
+
+
+def test_failure_mid_run_keeps_previous_results(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data, out)) == 0
+    result = out / 'REDS4' / 'Gaussian'
+    before = (result / 'metrics.json').read_bytes()
+    truncated = link_tree(data / 'LR', tmp_path / 'truncated')
+    whole = (data / 'LR' / 'clipB' / '00000005.png').read_bytes()
+    os.unlink(truncated / 'clipB' / '00000005.png')
+    (truncated / 'clipB' / '00000005.png').write_bytes(whole[:len(whole) // 2])  # header fine, data cut
+    capsys.readouterr()
+    assert inference.main(cli(data, out, '--input_path', str(truncated))) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'cannot read image' in err[0]
+    assert (result / 'metrics.json').read_bytes() == before
+    assert sorted(os.listdir(out / 'REDS4')) == ['Gaussian']  # staging folder removed
+    assert math.isfinite(json.loads(before)['total']['avg_psnr'])
