@@ -1,0 +1,327 @@
+"""The converter CLI: torch files of both formats -> .pkl the Jittor model loads, with or without torch.
+
+Seeded full-configuration weights (fixture README recipe) saved by torch.save in both
+formats convert to exactly those weights, with which PWC_Recons reproduces
+full_config.npz; the same files convert identically in processes where importing torch
+fails. Bad input gets one sentence on stderr, exit status 1 and no output file.
+"""
+import collections
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import main
+from jittor_self_blind_vsr.utils.checkpoint import FLOW_PREFIX, load_state_dict_file, save_pickle_atomic
+from conftest import parity_file
+from parity_weights import seeded_state
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / 'jittor_self_blind_vsr'
+FULL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20, '
+                    'kernel_size=3, scale=4, ksize=13')
+
+
+def torch_state(state, prefix=''):
+    return collections.OrderedDict((prefix + k, torch.from_numpy(v)) for k, v in state.items())
+
+
+def save_torch(obj, path, fmt):
+    torch.save(obj, path, _use_new_zipfile_serialization=(fmt == 'zip'))
+    return path
+
+
+def read_pkl(path):
+    with open(path, 'rb') as f:
+        return pickle.load(f)
+
+
+def assert_same_state(got, want):
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert got[key].dtype == np.float32 and np.array_equal(got[key], value), key
+
+
+def convert(pt, out):
+    return main(['--pytorch_model', str(pt), '--jittor_model', str(out)])
+
+
+@pytest.fixture(scope='module')
+def full_state():
+    return seeded_state(parity_file('full_config_keys.tsv'), seed=1)
+
+
+@pytest.fixture(scope='module')
+def small_state():
+    return seeded_state(parity_file('small_config_keys.tsv'), seed=0)
+
+
+@pytest.fixture(scope='module')
+def full_files(full_state, tmp_path_factory):
+    """The seeded published-layout weights as torch.save writes them (PyTorch 0.4.1 used the legacy format)."""
+    folder = tmp_path_factory.mktemp('full')
+    weights = torch_state(full_state)
+    return {fmt: save_torch(weights, folder / f'model_{fmt}.pt', fmt) for fmt in ('legacy', 'zip')}
+
+
+@pytest.fixture(scope='module')
+def converted(full_files, tmp_path_factory):
+    """Both files converted in this process (torch importable); also returns the report."""
+    folder = tmp_path_factory.mktemp('converted')
+    outputs = {}
+    for fmt, pt in full_files.items():
+        outputs[fmt] = folder / f'{fmt}.pkl'
+        assert convert(pt, outputs[fmt]) == 0
+    return outputs
+
+
+def test_both_formats_convert_to_exactly_the_seeded_weights(converted, full_state, full_files, tmp_path, capsys):
+    for fmt in ('legacy', 'zip'):
+        assert_same_state(read_pkl(converted[fmt]), full_state)
+    assert converted['legacy'].read_bytes() == converted['zip'].read_bytes()
+    assert convert(full_files['legacy'], tmp_path / 'again.pkl') == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report == [f'Read {full_files["legacy"]}: PyTorch legacy format (PyTorch <= 1.5)',
+                      'Self-Blind-VSR weights: 272 tensors, 18,900,215 values, every one checked against the '
+                      'Jittor model',
+                      FULL_CONFIG_LINE,
+                      f'Wrote {tmp_path / "again.pkl"}']
+
+
+def test_converted_weights_reproduce_the_original(converted):
+    """full_config.npz aligned/infer: recons within 1e-3 (mean 1e-4 of its scale), est_kernel within 1e-6."""
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.runtime import import_jittor
+    jt = import_jittor()
+    ref = np.load(parity_file('full_config.npz'))
+    net = PWC_Recons(n_feat=128, extra_RBS=3, recons_RBS=20, align_corners=True)
+    net.load_numpy_state_dict(load_state_dict_file(converted['legacy']), strict=True)
+    net.eval()
+    with jt.no_grad():
+        out, _ = net({'x': jt.array(ref['x']), 'mode': 'infer'})
+    recons_err = np.abs(out['recons'].numpy() - ref['aligned/infer/recons'])
+    kernel_err = np.abs(out['est_kernel'].numpy() - ref['aligned/infer/est_kernel'])
+    scale = max(1.0, float(np.abs(ref['aligned/infer/recons']).mean()))  # as test_model_parity.py
+    assert recons_err.max() <= 1e-3 and recons_err.mean() <= 1e-4 * scale, (recons_err.max(), recons_err.mean())
+    assert kernel_err.max() <= 1e-6, kernel_err.max()
+
+
+@pytest.fixture(scope='module')
+def no_torch_env(tmp_path_factory):
+    """Environment in which `import torch` fails, as on a machine without the convert extra."""
+    blocker = tmp_path_factory.mktemp('no_torch')
+    (blocker / 'torch.py').write_text("raise ImportError('torch is not installed here')\n")
+    env = dict(os.environ, PYTHONPATH=str(blocker), log_silent='1')
+    probe = subprocess.run([sys.executable, '-c', 'import torch'], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and 'torch is not installed here' in probe.stderr
+    return env
+
+
+LAUNCHER = (sys.executable, 'convert/convert_pytorch_to_jittor.py')
+
+
+def run_cli(args, env, cwd=REPO, command=LAUNCHER):
+    return subprocess.run([*command, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_without_torch_every_launcher_gives_identical_output(full_files, converted, no_torch_env, tmp_path):
+    """Repository launcher, the module run from inside the package, and the console script."""
+    runs = {
+        'legacy': (REPO, LAUNCHER),
+        'zip': (PACKAGE, (sys.executable, 'convert_pytorch_to_jittor.py')),
+    }
+    for fmt, (cwd, command) in runs.items():
+        out = tmp_path / f'{fmt}.pkl'
+        done = run_cli(['--pytorch_model', full_files[fmt], '--jittor_model', out], no_torch_env, cwd, command)
+        assert done.returncode == 0, done.stderr
+        assert FULL_CONFIG_LINE in done.stdout
+        assert out.read_bytes() == converted[fmt].read_bytes()
+    script = Path(sys.executable).with_name('sbvsr-convert')
+    out = tmp_path / 'script.pkl'
+    done = run_cli(['--pytorch_model', full_files['zip'], '--jittor_model', out], no_torch_env,
+                   command=(str(script),))
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == converted['zip'].read_bytes()
+
+
+PWC_VARIANTS = {
+    # name: (naming, key prefix, nesting key, torch format)
+    'original_pytorch-pwc': ('module', '', None, 'legacy'),
+    'newer_pytorch-pwc': ('net', '', None, 'zip'),
+    'flow_pwc_module': ('module', 'moduleNetwork.', None, 'zip'),
+    'data_parallel_nested': ('net', 'module.', 'state_dict', 'legacy'),
+}
+
+
+@pytest.mark.parametrize('variant', list(PWC_VARIANTS))
+def test_pwc_net_files(variant, full_state, tmp_path, capsys):
+    naming, prefix, nest, fmt = PWC_VARIANTS[variant]
+    flow = {k[len(FLOW_PREFIX):]: v for k, v in full_state.items() if k.startswith(FLOW_PREFIX)}
+    weights = collections.OrderedDict((prefix + k.replace('module', naming), torch.from_numpy(v))
+                                      for k, v in flow.items())
+    pt = save_torch({nest: weights} if nest else weights, tmp_path / 'network-default.pytorch', fmt)
+    assert convert(pt, tmp_path / 'pwc.pkl') == 0
+    assert_same_state(read_pkl(tmp_path / 'pwc.pkl'), {FLOW_PREFIX + k: v for k, v in flow.items()})
+    report = capsys.readouterr().out
+    assert 'PWC-Net optical-flow weights: 126 tensors, 9,374,274 values' in report
+    assert f'Keys written under {FLOW_PREFIX}' in report
+
+
+SMALL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=32, extra_RBS=1, recons_RBS=2, '
+                     'kernel_size=3, scale=4, ksize=13')
+
+
+def test_our_trainer_checkpoint(small_state, tmp_path, capsys):
+    state = {'version': 1, 'epoch': 7, 'model': small_state,
+             'optimizer': {'n_step': 70, 'm': {k: np.zeros_like(v) for k, v in small_state.items()}},
+             'logs': {'psnr': [25.0, 25.5]}}
+    save_pickle_atomic(state, tmp_path / 'state.pkl')
+    assert convert(tmp_path / 'state.pkl', tmp_path / 'model.pkl') == 0
+    assert_same_state(read_pkl(tmp_path / 'model.pkl'), small_state)
+    assert SMALL_CONFIG_LINE in capsys.readouterr().out
+
+
+def test_torch_trainer_checkpoint_with_data_parallel_keys(small_state, tmp_path, capsys):
+    checkpoint = {'epoch': 7, 'model_state_dict': torch_state(small_state, 'module.'),
+                  'optimizer_state_dict': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': [0, 1]}]}}
+    pt = save_torch(checkpoint, tmp_path / 'checkpoint.pt', 'zip')
+    assert convert(pt, tmp_path / 'model.pkl') == 0
+    assert_same_state(read_pkl(tmp_path / 'model.pkl'), small_state)
+    assert SMALL_CONFIG_LINE in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- bad input
+
+def assert_refused(code, stderr, out, pattern):
+    lines = stderr.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith('error: ') and lines[0].endswith('.'), stderr
+    assert 'Traceback' not in stderr
+    assert pattern in lines[0], lines[0]
+    assert not out.exists()
+    assert [p.name for p in out.parent.glob('.*.tmp')] == []
+
+
+def _small_pt(small_state, folder, fmt='legacy'):
+    return save_torch(torch_state(small_state), folder / f'small_{fmt}.pt', fmt)
+
+
+def _evil_pkl(folder, marker):
+    class RunsCommand:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}',)
+    path = folder / 'evil.pkl'
+    path.write_bytes(pickle.dumps({'in_conv.0.weight': RunsCommand()}))
+    return path
+
+
+def _evil_torch(folder, marker, fmt):
+    class RunsCommand:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}',)
+    return save_torch({'in_conv.0.weight': RunsCommand()}, folder / f'evil_{fmt}.pt', fmt)
+
+
+def _truncated(small_state, folder, fmt):
+    data = _small_pt(small_state, folder, fmt).read_bytes()
+    path = folder / f'cut_{fmt}.pt'
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+BAD_INPUTS = {
+    'missing_file': (lambda s, d, m: d / 'nowhere.pt', 'nowhere.pt does not exist'),
+    'a_folder': (lambda s, d, m: d, 'is a folder, not a checkpoint file'),
+    'not_a_checkpoint': (lambda s, d, m: _write(d / 'notes.pt', b'just some text\n'),
+                         'is not a checkpoint (neither a PyTorch file nor a pickle)'),
+    'truncated_legacy': (lambda s, d, m: _truncated(s, d, 'legacy'), 'is truncated or corrupt'),
+    'truncated_zip': (lambda s, d, m: _truncated(s, d, 'zip'), 'is truncated or corrupt'),
+    'no_weights': (lambda s, d, m: save_torch({'epoch': 3, 'lr': 1e-4}, d / 'opt.pt', 'zip'),
+                   "holds no model weights (neither a dict of tensors nor one under 'state_dict', "
+                   "'model_state_dict', 'model')"),
+    'malicious_pkl': (lambda s, d, m: _evil_pkl(d, m), 'refers to posix.system, which no checkpoint holds'),
+    'malicious_legacy': (lambda s, d, m: _evil_torch(d, m, 'legacy'), 'refers to posix.system'),
+    'malicious_zip': (lambda s, d, m: _evil_torch(d, m, 'zip'), 'refers to posix.system'),
+}
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize('case', list(BAD_INPUTS))
+def test_bad_input_one_sentence_exit_1_no_output(case, small_state, tmp_path, no_torch_env):
+    make, pattern = BAD_INPUTS[case]
+    marker = tmp_path / 'command_ran'
+    source = make(small_state, tmp_path, marker)
+    out = tmp_path / 'out' / 'model.pkl'
+    out.parent.mkdir()
+    done = run_cli(['--pytorch_model', source, '--jittor_model', out], no_torch_env)
+    assert_refused(done.returncode, done.stderr, out, pattern)
+    assert done.stdout == ''
+    assert not marker.exists()
+
+
+def test_missing_output_folder(small_state, tmp_path, no_torch_env):
+    out = tmp_path / 'no' / 'such' / 'model.pkl'
+    done = run_cli(['--pytorch_model', _small_pt(small_state, tmp_path), '--jittor_model', out], no_torch_env)
+    assert_refused(done.returncode, done.stderr, out, f'the folder {out.parent} does not exist')
+
+
+def _resnet_like():
+    return collections.OrderedDict([('conv1.weight', np.zeros((64, 3, 7, 7), np.float32)),
+                                    ('bn1.weight', np.ones(64, np.float32)),
+                                    ('bn1.bias', np.zeros(64, np.float32)),
+                                    ('fc.weight', np.zeros((10, 64), np.float32))])
+
+
+MODEL_MISMATCHES = {
+    'another_architecture': (lambda s: _resnet_like(),
+                             'is not a Self-Blind-VSR or PWC-Net checkpoint: its keys conv1.weight, bn1.weight, '
+                             'bn1.bias (and 1 more) do not fit the model'),
+    'extra_keys': (lambda s: {**s, 'head.weight': np.zeros(3, np.float32)},
+                   'does not fit the model: its keys head.weight are not in the model'),
+    'shape_mismatch': (lambda s: {**s, 'fusion_conv.0.bias': np.zeros(33, np.float32)},
+                       'fusion_conv.0.bias has shape 33 in the file but 32 in the model'),
+    'missing_tensor': (lambda s: {k: v for k, v in s.items() if k != 'out_conv.1.bias'},
+                       "it lacks 1 of the model's tensors, first out_conv.1.bias"),
+    'flow_shape_mismatch': (
+        lambda s: {k[len(FLOW_PREFIX):]: (v.T.copy() if k.endswith('moduleRefiner.moduleMain.12.weight') else v)
+                   for k, v in s.items() if k.startswith(FLOW_PREFIX)},
+        'flow_net.moduleNetwork.moduleRefiner.moduleMain.12.weight has shape 3x3x32x2 in the file but 2x32x3x3'),
+}
+
+
+@pytest.mark.parametrize('case', list(MODEL_MISMATCHES))
+def test_checkpoint_that_does_not_fit_the_model(case, small_state, tmp_path, capsys):
+    make, pattern = MODEL_MISMATCHES[case]
+    pt = save_torch(torch_state(make(small_state)), tmp_path / 'other.pt', 'zip')
+    out = tmp_path / 'model.pkl'
+    code = convert(pt, out)
+    captured = capsys.readouterr()
+    assert_refused(code, captured.err, out, pattern)
+    assert captured.out == ''
+
+
+def test_another_architecture_in_a_process(tmp_path, no_torch_env):
+    """Through Jittor and the model in a real process: still one sentence, no traceback."""
+    path = tmp_path / 'resnet.pkl'
+    save_pickle_atomic(dict(_resnet_like()), path)
+    out = tmp_path / 'model.pkl'
+    done = run_cli(['--pytorch_model', path, '--jittor_model', out], no_torch_env)
+    assert_refused(done.returncode, done.stderr, out, 'is not a Self-Blind-VSR or PWC-Net checkpoint')
+
+
+def test_same_input_and_output_is_refused(small_state, tmp_path, capsys):
+    pt = _small_pt(small_state, tmp_path)
+    before = pt.read_bytes()
+    assert main(['--pytorch_model', str(pt), '--jittor_model', str(pt)]) == 1
+    assert 'must name another file than --pytorch_model' in capsys.readouterr().err
+    assert pt.read_bytes() == before
