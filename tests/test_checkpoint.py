@@ -69,6 +69,13 @@ def test_state_dict_is_float32_and_keeps_integers(tmp_path, fmt):
     assert state['int64'].dtype == np.int64 and state['int64'] == 7
 
 
+def test_untyped_storage_with_dtype(tmp_path):
+    """torch 2.x saves dtypes without a typed storage (uint16 here) via _rebuild_tensor_v3."""
+    values = torch.tensor([1, 2, 60000, 7], dtype=torch.int32).to(torch.uint16)
+    content = read_checkpoint(save_torch({'u': values[1:]}, tmp_path / 'u.pt', 'zip')).content
+    assert content['u'].dtype == np.uint16 and content['u'].tolist() == [2, 60000, 7]
+
+
 def test_shared_storage_and_nested_containers(tmp_path):
     weight = torch.arange(6.0)
     obj = {'a': weight, 'tied': weight[3:], 'nested': [(weight[:2], 3.5, 'text')], 'n': None}
@@ -320,6 +327,15 @@ def test_malicious_pickles_are_refused_and_never_run(tmp_path):
     # the same pickle does run the command when loaded unrestricted: the test is real
     pickle.loads((tmp_path / 'evil_os.system.pkl').read_bytes())
     assert marker.exists()
+
+
+def test_a_file_cannot_alter_the_stand_ins_for_the_next(tmp_path):
+    """BUILD on the allowed torch.FloatStorage stand-in (setting its dtype to object) must fail."""
+    poison = tmp_path / 'poison.pkl'
+    poison.write_bytes(b'\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00Osb.')
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        load_pickle_safe(poison)
+    assert read_checkpoint(save_torch({'w': torch.ones(2)}, tmp_path / 'w.pt', 'zip')).content['w'].tolist() == [1, 1]
 
 
 def test_refusal_names_the_global(tmp_path):

@@ -8,7 +8,8 @@ storages) and refuses every other global with `CheckpointError`.
 PyTorch files are read without torch, in both of its formats:
 * legacy (PyTorch <= 1.5, the published weights): consecutive pickles -- magic number,
   protocol version, system info, the object (storages as persistent ids), the list of
-  storage keys -- followed, per key, by an int64 element count and the raw data;
+  storage keys -- followed, per key, by an int64 element count and the raw data, both
+  little-endian;
 * zip (PyTorch >= 1.6): `<name>/data.pkl` with the same persistent ids, the storages
   as `<name>/data/<key>`, their byte order in `<name>/byteorder`.
 Tensors come back as numpy arrays, floating ones as float32.
@@ -58,37 +59,21 @@ _TORCH_DTYPES = {
     'float16': np.float16, 'half': np.float16, 'bfloat16': _BFLOAT16,
     'int64': np.int64, 'long': np.int64, 'int32': np.int32, 'int': np.int32,
     'int16': np.int16, 'short': np.int16, 'int8': np.int8, 'uint8': np.uint8, 'bool': np.bool_,
+    'uint16': np.uint16, 'uint32': np.uint32, 'uint64': np.uint64,
 }
 
 
-@dataclass(frozen=True)
-class _TorchType:
-    """Stand-in for a torch storage class or dtype named in a pickle."""
-    name: str
-    dtype: object
-
-
-@dataclass(frozen=True)
-class _StorageRef:
-    """A storage named by a persistent id; legacy views start `offset` elements into their root."""
-    key: str
-    dtype: object
-    offset: int
-    numel: int
-
-
-@dataclass(frozen=True)
-class _PendingTensor:
-    """A tensor whose storage data may not have been read yet (legacy files store it after the pickle)."""
-    storage: _StorageRef
-    offset: int
-    size: tuple
-    stride: tuple
-    dtype: object = None
+# Tuples without a __dict__: a pickle's BUILD opcode cannot alter them, so one file
+# cannot change how the shared stand-ins read the next.
+_TorchType = collections.namedtuple('_TorchType', 'name dtype')  # a torch storage class or dtype
+# A storage named by a persistent id; legacy views start `offset` elements into their root.
+_StorageRef = collections.namedtuple('_StorageRef', 'key dtype offset numel')
+# A tensor whose storage data may not be read yet (legacy files store it after the pickle).
+_PendingTensor = collections.namedtuple('_PendingTensor', 'storage offset size stride dtype', defaults=(None,))
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_grad_hooks_metadata):
-    if not isinstance(storage, _StorageRef):
+    if type(storage) is not _StorageRef:
         raise pickle.UnpicklingError('a tensor without a storage')
     return _PendingTensor(storage, int(storage_offset), tuple(size), tuple(stride))
 
@@ -186,7 +171,7 @@ class _Storages:
             raise pickle.UnpicklingError(f'unknown persistent id {pid!r:.60}')
         storage_type, key, _location, numel = pid[1:5]
         view = pid[5] if len(pid) == 6 else None
-        if not isinstance(storage_type, _TorchType) or not isinstance(numel, int) or numel < 0:
+        if type(storage_type) is not _TorchType or not isinstance(numel, int) or numel < 0:
             raise pickle.UnpicklingError('a malformed storage id')
         key = str(key)
         self._roots.setdefault(key, (storage_type.dtype, numel))
@@ -198,16 +183,22 @@ class _Storages:
     def root_keys(self):
         return list(self._roots)
 
-    def array(self, ref):
-        """The storage's elements as a 1-D numpy array (bfloat16 widened to float32)."""
+    def array(self, ref, dtype=None):
+        """The storage's elements as a 1-D numpy array (bfloat16 widened to float32).
+
+        `dtype` reinterprets the bytes of an untyped storage (tensors rebuilt by _rebuild_tensor_v3).
+        """
         if ref.key not in self._arrays:
-            dtype, numel = self._roots[ref.key]
-            self._arrays[ref.key] = _decode(self._read_raw(ref.key, numel * _itemsize(dtype)),
-                                            dtype, self._byteorder)
+            stored, numel = self._roots[ref.key]
+            self._arrays[ref.key] = _decode(self._read_raw(ref.key, numel * _itemsize(stored)),
+                                            stored, self._byteorder)
         data = self._arrays[ref.key]
         if ref.offset < 0 or ref.offset + ref.numel > data.size:
             raise pickle.UnpicklingError('a storage view outside its storage')
-        return data[ref.offset:ref.offset + ref.numel]
+        data = data[ref.offset:ref.offset + ref.numel]
+        if dtype is not None and dtype != ref.dtype:
+            data = _decode(data.tobytes(), dtype, self._byteorder)
+        return data
 
     def itemsize(self, key):
         return _itemsize(self._roots[key][0])
@@ -228,9 +219,7 @@ def _decode(raw, dtype, byteorder):
 
 
 def _tensor_array(tensor, storages):
-    data = storages.array(tensor.storage)
-    if tensor.dtype is not None and tensor.dtype != data.dtype:
-        data = _decode(data.tobytes(), tensor.dtype, '<')
+    data = storages.array(tensor.storage, tensor.dtype)
     size, stride = tensor.size, tensor.stride
     if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise pickle.UnpicklingError('a tensor with a malformed shape')
@@ -246,13 +235,13 @@ def _tensor_array(tensor, storages):
 
 def _resolve(obj, storages):
     """Replace pending tensors and bare storages in a loaded tree by numpy arrays."""
-    if isinstance(obj, _PendingTensor):
+    if type(obj) is _PendingTensor:
         return _tensor_array(obj, storages)
-    if isinstance(obj, _StorageRef):
+    if type(obj) is _StorageRef:
         return storages.array(obj).copy()
     if isinstance(obj, dict):
         return type(obj)((k, _resolve(v, storages)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in (list, tuple):
         return type(obj)(_resolve(v, storages) for v in obj)
     return obj
 
