@@ -18,7 +18,7 @@ if __package__ in (None, ''):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
-    FLOW_PREFIX, CheckpointError, read_checkpoint, save_state_dict_file, state_dict_from)
+    FLOW_PREFIX, CheckpointError, is_flow_only, read_checkpoint, save_state_dict_file, state_dict_from)
 
 # The published model; used where shapes cannot tell (and to name the keys of a foreign file).
 PUBLISHED_CONFIG = dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
@@ -99,14 +99,14 @@ def mismatch_sentence(path, state, expected):
 
 
 def _jittor_model(flow_only, config):
-    """The Jittor network to check against and the prefix its keys carry in our state dicts."""
+    """The Jittor network whose state dict keys are those of `state_dict_from`."""
     from jittor_self_blind_vsr.runtime import current_device, import_jittor
     import_jittor(current_device() or 'cpu')  # checking shapes needs no GPU
     if flow_only:
         from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
-        return Flow_PWC(pretrain_fn='.').moduleNetwork, FLOW_PREFIX
+        return Flow_PWC(pretrain_fn='.').moduleNetwork
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    return PWC_Recons(flow_pretrain_fn='.', **config), ''
+    return PWC_Recons(flow_pretrain_fn='.', **config)
 
 
 def check_against_model(path, state, flow_only):
@@ -117,14 +117,14 @@ def check_against_model(path, state, flow_only):
     """
     from jittor_self_blind_vsr.model import StateDictMismatch, load_numpy_state_dict
     config = infer_config(state)
-    network, prefix = _jittor_model(flow_only, config)
+    network = _jittor_model(flow_only, config)
     # Var shapes are known without running anything: no parameter is computed here.
-    expected = {prefix + k: tuple(v.shape) for k, v in network.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
     sentence = mismatch_sentence(path, state, expected)
     if sentence:
         raise CheckpointError(sentence)
     try:
-        load_numpy_state_dict(network, {k[len(prefix):]: v for k, v in state.items()}, strict=True)
+        load_numpy_state_dict(network, state, strict=True)
     except StateDictMismatch as exc:
         raise CheckpointError(f'{path} does not fit the model: {exc}') from None
     return config
@@ -152,8 +152,10 @@ def convert(args):
     _check_output(args)
     checkpoint = read_checkpoint(args.pytorch_model)
     state = state_dict_from(checkpoint.content, args.pytorch_model)
-    flow_only = all(k.startswith(FLOW_PREFIX) for k in state)
+    flow_only = is_flow_only(state)
     config = check_against_model(args.pytorch_model, state, flow_only)
+    if flow_only:  # stored as inside the full model, so one .pkl format serves both
+        state = {FLOW_PREFIX + k: v for k, v in state.items()}
     save_state_dict_file(state, args.jittor_model)
     values = sum(int(v.size) for v in state.values())
     kind = 'PWC-Net optical-flow weights' if flow_only else 'Self-Blind-VSR weights'

@@ -177,11 +177,13 @@ def pwc_state(naming, prefix=''):
 
 
 @pytest.mark.parametrize('naming,prefix', [('module', ''), ('net', ''), ('module', 'moduleNetwork.'),
-                                           ('net', 'netNetwork.'), ('net', 'module.')])
+                                           ('net', 'netNetwork.'), ('net', 'module.'),
+                                           ('module', 'flow_net.moduleNetwork.')])
 def test_pwc_net_keys_in_both_namings(tmp_path, naming, prefix):
+    """Keyed as inside Flow_PWC.moduleNetwork, whichever naming and prefix the file uses."""
     path = save_torch(pwc_state(naming, prefix), tmp_path / 'network-default.pytorch', 'legacy')
     state = load_state_dict_file(path)
-    assert list(state) == ['flow_net.moduleNetwork.' + k for k in PWC_ORIGINAL]
+    assert list(state) == PWC_ORIGINAL
     assert [v[0] for v in state.values()] == [0.0, 1.0, 2.0, 3.0]
     assert list(load_flow_state_dict_file(path)) == PWC_ORIGINAL
 

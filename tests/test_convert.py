@@ -173,6 +173,18 @@ def test_pwc_net_files(variant, full_state, tmp_path, capsys):
     assert f'Keys written under {FLOW_PREFIX}' in report
 
 
+def test_flow_pwc_starts_from_a_converted_or_raw_pwc_net_file(full_state, tmp_path):
+    """What main.py passes as flow_pretrain_fn: network-default.pkl (converted) or the .pytorch itself."""
+    from jittor_self_blind_vsr.model import numpy_state_dict
+    from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
+    flow = {k[len(FLOW_PREFIX):]: v for k, v in full_state.items() if k.startswith(FLOW_PREFIX)}
+    raw = save_torch(torch_state(flow), tmp_path / 'network-default.pytorch', 'legacy')
+    assert convert(raw, tmp_path / 'network-default.pkl') == 0
+    for path in (raw, tmp_path / 'network-default.pkl'):
+        assert load_state_dict_file(path).keys() == flow.keys()
+        assert_same_state(numpy_state_dict(Flow_PWC(pretrain_fn=str(path)).moduleNetwork), flow)
+
+
 SMALL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=32, extra_RBS=1, recons_RBS=2, '
                      'kernel_size=3, scale=4, ksize=13')
 
@@ -295,7 +307,7 @@ MODEL_MISMATCHES = {
     'flow_shape_mismatch': (
         lambda s: {k[len(FLOW_PREFIX):]: (v.T.copy() if k.endswith('moduleRefiner.moduleMain.12.weight') else v)
                    for k, v in s.items() if k.startswith(FLOW_PREFIX)},
-        'flow_net.moduleNetwork.moduleRefiner.moduleMain.12.weight has shape 3x3x32x2 in the file but 2x32x3x3'),
+        'moduleRefiner.moduleMain.12.weight has shape 3x3x32x2 in the file but 2x32x3x3 in the model'),
 }
 
 

@@ -44,7 +44,8 @@ _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTO = b'\x80'  # every pickle of protocol >= 2 starts with PROTO
 _BFLOAT16 = 'bfloat16'  # numpy has no bfloat16: widened to float32 on reading
 _PWC_PARTS = {'Extractor', 'Two', 'Thr', 'Fou', 'Fiv', 'Six', 'Refiner'}
-_PWC_KEY = re.compile(r'^(?:(?:module|net)Network\.)?(?:module|net)([A-Z][a-z]+)\.')
+_PWC_KEY = re.compile(r'^(?:flow_net\.)?(?:(?:module|net)Network\.)?(?:module|net)([A-Z][a-z]+)\.')
+_PWC_OUTER = re.compile(r'^(?:flow_net\.)?(?:module|net)Network\.')
 _NET_PART = re.compile(r'^net(?=[A-Z])')
 FLOW_PREFIX = 'flow_net.moduleNetwork.'
 
@@ -386,7 +387,7 @@ def _module_naming(key):
 
 
 def is_flow_only(state):
-    """True when every key is a PWC-Net key (either naming, with or without `moduleNetwork.`)."""
+    """True when every key is a PWC-Net key (either naming, below `[flow_net.]moduleNetwork.` or not)."""
     return all((m := _PWC_KEY.match(k)) is not None and m.group(1) in _PWC_PARTS for k in state)
 
 
@@ -397,10 +398,7 @@ def _model_key(key):
 
 
 def _flow_key(key):
-    key = _module_naming(key)
-    if key.startswith('moduleNetwork.'):
-        key = key[len('moduleNetwork.'):]
-    return FLOW_PREFIX + key
+    return _module_naming(_PWC_OUTER.sub('', key))
 
 
 def _as_weight(key, value, path):
@@ -412,11 +410,12 @@ def _as_weight(key, value, path):
 
 
 def state_dict_from(content, path):
-    """The model weights in a loaded checkpoint, named as the Jittor model names them.
+    """The model weights in a loaded checkpoint, named as the Jittor module they belong to names them.
 
     Accepts a plain state dict, one nested under 'state_dict' / 'model_state_dict' /
-    'model', 'module.' prefixes, and PWC-Net files in either naming (their keys then
-    start with `flow_net.moduleNetwork.`). Floating arrays become float32.
+    'model', and 'module.' prefixes. A PWC-Net file (either naming, converted or not)
+    comes back keyed as inside `Flow_PWC.moduleNetwork` ('moduleExtractor.moduleOne.0.weight'),
+    a full model as PWC_Recons names it. Floating arrays become float32.
     """
     state = _strip_data_parallel(_find_state_dict(content, path))
     rename = _flow_key if is_flow_only(state) else _model_key
@@ -480,6 +479,8 @@ def load_flow_state_dict_file(path):
     checkpoint (its flow_net part).
     """
     state = load_state_dict_file(path)
+    if is_flow_only(state):
+        return state
     flow = {k[len(FLOW_PREFIX):]: v for k, v in state.items() if k.startswith(FLOW_PREFIX)}
     if not flow:
         raise CheckpointError(f'{os.fspath(path)} holds no PWC-Net weights')
