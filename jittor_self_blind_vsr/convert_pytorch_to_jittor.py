@@ -48,7 +48,7 @@ def infer_config(state):
     config = dict(PUBLISHED_CONFIG)
     config['n_feat'], config['n_colors'] = (int(n) for n in state['in_conv.0.weight'].shape[:2])
     fusion = state.get('fusion_conv.0.weight')
-    if fusion is not None and fusion.ndim == 4:
+    if fusion is not None and fusion.ndim == 4 and config['n_feat'] > 0:
         config['n_sequence'] = max(int(fusion.shape[1]) // config['n_feat'], 1)
     config['extra_RBS'] = _count_blocks(state, 'extra_feat')
     config['recons_RBS'] = _count_blocks(state, 'recons_net')
@@ -98,15 +98,15 @@ def mismatch_sentence(path, state, expected):
     return f'{path} does not fit the model: ' + '; '.join(problems)
 
 
-def _jittor_model(flow_only, config):
-    """The Jittor network whose state dict keys are those of `state_dict_from`."""
+def _model_builder(flow_only):
+    """config -> the Jittor network whose state dict keys are those `state_dict_from` gives."""
     from jittor_self_blind_vsr.runtime import current_device, import_jittor
     import_jittor(current_device() or 'cpu')  # checking shapes needs no GPU
     if flow_only:
         from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
-        return Flow_PWC(pretrain_fn='.').moduleNetwork
+        return lambda config: Flow_PWC(pretrain_fn='.').moduleNetwork
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    return PWC_Recons(flow_pretrain_fn='.', **config)
+    return lambda config: PWC_Recons(flow_pretrain_fn='.', **config)
 
 
 def check_against_model(path, state, flow_only):
@@ -117,7 +117,12 @@ def check_against_model(path, state, flow_only):
     """
     from jittor_self_blind_vsr.model import StateDictMismatch, load_numpy_state_dict
     config = infer_config(state)
-    network = _jittor_model(flow_only, config)
+    build = _model_builder(flow_only)
+    try:
+        network = build(config)
+    except Exception as exc:  # any shapes can come from a damaged or foreign file
+        raise CheckpointError(f'{path} does not fit the model: its shapes imply a configuration the model '
+                              f'cannot be built with ({_format_config(config)}: {exc})') from None
     # Var shapes are known without running anything: no parameter is computed here.
     expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
     sentence = mismatch_sentence(path, state, expected)

@@ -304,6 +304,9 @@ MODEL_MISMATCHES = {
                        'fusion_conv.0.bias has shape 33 in the file but 32 in the model'),
     'missing_tensor': (lambda s: {k: v for k, v in s.items() if k != 'out_conv.1.bias'},
                        "it lacks 1 of the model's tensors, first out_conv.1.bias"),
+    'impossible_configuration': (lambda s: {**s, 'in_conv.0.weight': np.zeros((0, 3, 3, 3), np.float32)},
+                                 'its shapes imply a configuration the model cannot be built with (n_colors=3, '
+                                 'n_sequence=5, n_feat=0,'),
     'flow_shape_mismatch': (
         lambda s: {k[len(FLOW_PREFIX):]: (v.T.copy() if k.endswith('moduleRefiner.moduleMain.12.weight') else v)
                    for k, v in s.items() if k.startswith(FLOW_PREFIX)},
