@@ -208,6 +208,18 @@ def test_torch_trainer_checkpoint_with_data_parallel_keys(small_state, tmp_path,
     assert SMALL_CONFIG_LINE in capsys.readouterr().out
 
 
+@pytest.mark.parametrize('config', [
+    dict(n_colors=3, n_sequence=5, n_feat=32, extra_RBS=1, recons_RBS=2, kernel_size=3, scale=4, ksize=13),
+    dict(n_colors=1, n_sequence=3, n_feat=16, extra_RBS=0, recons_RBS=4, kernel_size=5, scale=2, ksize=9),
+    dict(n_colors=3, n_sequence=7, n_feat=8, extra_RBS=2, recons_RBS=1, kernel_size=3, scale=8, ksize=15),
+])
+def test_configuration_is_inferred_from_shapes(config):
+    from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    shapes = {k: np.empty(tuple(v.shape), np.float32) for k, v in PWC_Recons(**config).state_dict().items()}
+    assert infer_config(shapes) == config
+
+
 # ---------------------------------------------------------------- bad input
 
 def assert_refused(code, stderr, out, pattern):
