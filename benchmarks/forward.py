@@ -1,0 +1,92 @@
+"""Time PWC_Recons 'infer' of the published configuration on 5-frame LR clips.
+
+    python benchmarks/forward.py [--device cpu] [--sizes 64x64 180x320] [--repeat 3]
+
+Weights are random (seeded; the cost does not depend on their values). Each size is
+warmed up once (Jittor compiles every new op shape), then timed `--repeat` times.
+Prints the mean seconds per forward and the process's peak RSS so far.
+"""
+import argparse
+import resource
+import sys
+import time
+
+import numpy as np
+
+from jittor_self_blind_vsr.runtime import import_jittor
+
+PUBLISHED = dict(n_colors=3, n_sequence=5, scale=4, ksize=13, n_feat=128, extra_RBS=3, recons_RBS=20)
+
+
+def parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 64x64, not {text!r}')
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f'size must be positive, not {text!r}')
+    return h, w
+
+
+def peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def build(jt, seed):
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    net = PWC_Recons(**PUBLISHED)
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, value in net.numpy_state_dict().items():
+        fan_in = max(1, value.size // value.shape[0]) if value.ndim >= 2 else 10000
+        state[key] = (rng.standard_normal(value.shape) / np.sqrt(fan_in)).astype(np.float32)
+    net.load_numpy_state_dict(state)
+    net.eval()
+    return net
+
+
+def time_infer(jt, net, size, repeat, seed):
+    h, w = size
+    x = jt.array(np.random.default_rng(seed).random((1, 5, 3, h, w), dtype=np.float32))
+    times = []
+    with jt.no_grad():
+        for i in range(repeat + 1):
+            start = time.perf_counter()
+            out, _ = net({'x': x, 'mode': 'infer'})
+            out['recons'].sync()
+            out['est_kernel'].sync()
+            jt.sync_all()
+            if i > 0:  # the first run compiles
+                times.append(time.perf_counter() - start)
+            del out
+            jt.gc()
+    return times
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', choices=('cpu', 'cuda', 'auto'), default='cpu')
+    parser.add_argument('--sizes', type=parse_size, nargs='+', default=[(64, 64), (180, 320)])
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error('--repeat must be at least 1')
+    try:
+        jt = import_jittor(args.device)
+    except RuntimeError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    net = build(jt, args.seed)
+    print(f'device {args.device}, published config {PUBLISHED}')
+    for size in args.sizes:
+        times = time_infer(jt, net, size, args.repeat, args.seed)
+        print(f'LR {size[0]}x{size[1]} (5 frames) -> {size[0] * 4}x{size[1] * 4}: '
+              f'mean {np.mean(times):.3f} s per forward over {len(times)} runs '
+              f'(min {min(times):.3f}, max {max(times):.3f}); peak RSS so far {peak_rss_gb():.2f} GB',
+              flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
