@@ -34,5 +34,6 @@ setup(
         'sbvsr-convert = jittor_self_blind_vsr.convert_pytorch_to_jittor:main',
         'sbvsr-gene-dataset = jittor_self_blind_vsr.script_gene_dataset_blurdown:main',
         'sbvsr-visualize = jittor_self_blind_vsr.visualize_results:main',
+        'sbvsr-demo = jittor_self_blind_vsr.demo:main',
     ]},
 )

@@ -1,0 +1,305 @@
+"""See the method work with no data and no network: `sbvsr-demo [--output DIR] [--minutes M]`.
+
+1. A short HR clip with real camera motion (a subpixel pan with a slow zoom) is cut from
+   scikit-image's `astronaut` photograph.
+2. The dataset script degrades it (Gaussian blur sigma 1.2, every 4th pixel kept).
+3. The CPU template trains self-supervised on the LR clip alone (PWC-Net starts from
+   random weights: no pretrained file is needed).
+4. The trained model super-resolves the clip through the inference code path.
+5. PSNR/SSIM against the ground truth are printed next to bicubic upsampling, and
+   side-by-side images (LR bicubic | ours | GT) are written.
+
+Output folder layout: data/clip and data/eval (HR, LR_blurdown_x4, kernel: the whole clip
+and its centre window), experiment/ (the training run), results/ (inference),
+side_by_side/ (the comparison images), demo_scores.json. Those are replaced on every
+run; nothing else in the output folder is touched.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
+from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
+from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_bytes_atomic, write_image
+from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
+
+SCALE = 4
+N_SEQUENCE = 5  # frames the model fuses
+CLIP_NAME = 'astronaut'
+TEMPLATE = 'Self_Blind_VSR_CPU'
+EXPERIMENT = 'demo'
+OWN_FOLDERS = ('data', 'experiment', 'results', 'side_by_side')
+CROP_BORDER = 4
+# The photograph is halved first (INTER_AREA) so an HR frame holds photo-like detail
+# per pixel rather than the smooth upsampled look of the full-size image.
+SOURCE_SHRINK = 2
+# Camera path, in HR pixels per frame: a pan that is not a whole number of pixels
+# (the frames need subpixel alignment), a slow vertical arc and a slow zoom-in.
+PAN_PER_FRAME = (1.7, 0.6)
+ARC_HEIGHT = 3.0
+ZOOM_PER_FRAME = 0.004
+LABELS = ('LR bicubic', 'ours', 'GT')
+LABEL_HEIGHT = 16
+GAP = 4
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked; the message is one sentence for the user."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='sbvsr-demo',
+        description='Build a clip from a bundled photograph, degrade it, train Self-Blind-VSR on the LR clip '
+                    'alone, super-resolve it and compare with bicubic upsampling.')
+    parser.add_argument('--output', default='demo_output', help='output folder (default ./demo_output)')
+    parser.add_argument('--device', choices=DEVICES, default='auto', help='auto uses CUDA only when a GPU answers')
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument('--minutes', type=float, default=3.0,
+                        help='training time budget in minutes, compilation included (default 3); '
+                             'training stops after the last epoch that fits')
+    budget.add_argument('--epochs', type=int, default=None, help='train exactly this many epochs instead')
+    parser.add_argument('--iters_per_epoch', type=int, default=10,
+                        help='training batches per epoch, the granularity of --minutes (default 10)')
+    parser.add_argument('--frames', type=int, default=10, help='frames in the clip (default 10)')
+    parser.add_argument('--size', type=int, default=128, help='HR frame size in pixels, a multiple of 4 (default 128)')
+    parser.add_argument('--lr', type=float, default=5e-4, help='learning rate (default 5e-4)')
+    parser.add_argument('--seed', type=int, default=1, help='random seed (default 1)')
+    args = parser.parse_args(argv)
+    checks = ((args.minutes > 0 and math.isfinite(args.minutes), f'--minutes must be positive, not {args.minutes}'),
+              (args.epochs is None or args.epochs > 0, f'--epochs must be positive, not {args.epochs}'),
+              (args.iters_per_epoch > 0, f'--iters_per_epoch must be positive, not {args.iters_per_epoch}'),
+              (args.frames >= N_SEQUENCE,
+               f'--frames must be at least {N_SEQUENCE} (the model fuses {N_SEQUENCE} frames), not {args.frames}'),
+              (args.size >= 64 and args.size % SCALE == 0,
+               f'--size must be a multiple of {SCALE} and at least 64, not {args.size}'))
+    for ok, message in checks:
+        if not ok:
+            parser.error(message)
+    return args
+
+
+# ---------------------------------------------------------------- 1. the clip
+
+def source_image():
+    """scikit-image's astronaut photograph (RGB uint8), halved."""
+    from skimage import data
+    image = data.astronaut()
+    height, width = image.shape[:2]
+    return cv2.resize(image, (width // SOURCE_SHRINK, height // SOURCE_SHRINK), interpolation=cv2.INTER_AREA)
+
+
+def camera_path(n_frames, pan=PAN_PER_FRAME, arc=ARC_HEIGHT, zoom=ZOOM_PER_FRAME):
+    """(n_frames, 3) float64: camera offset x, y (source pixels from the start) and zoom of every frame."""
+    t = np.arange(n_frames, dtype=np.float64)
+    phase = t / max(n_frames - 1, 1)
+    return np.stack([pan[0] * t, pan[1] * t + arc * np.sin(np.pi * phase), 1 + zoom * t], axis=1)
+
+
+def frame_matrix(centre, zoom, size):
+    """The affine map source -> frame that puts source point `centre` at the frame centre, magnified by `zoom`."""
+    half = (size - 1) / 2
+    return np.array([[zoom, 0, half - zoom * centre[0]], [0, zoom, half - zoom * centre[1]]])
+
+
+def build_clip(image, path, size, start=None):
+    """(T, size, size, 3) uint8 frames seen by a camera following `path` over `image`.
+
+    `start` is the source point the first frame is centred on (default: chosen so the
+    whole path stays inside the image). Raises ValueError when the path leaves the image.
+    """
+    height, width = image.shape[:2]
+    reach = (size - 1) / 2 / path[:, 2].min()
+    offsets = path[:, :2]
+    if start is None:
+        low = reach - offsets.min(axis=0)
+        high = np.array([width - 1, height - 1]) - reach - offsets.max(axis=0)
+        start = (low + high) / 2
+    centres = np.asarray(start, dtype=np.float64) + offsets
+    if (centres - reach).min() < 0 or (centres[:, 0] + reach).max() > width - 1 \
+            or (centres[:, 1] + reach).max() > height - 1:
+        raise ValueError(f'a {size}x{size} camera following this path leaves the {width}x{height} image')
+    source = image.astype(np.float32)
+    frames = []
+    for centre, zoom in tqdm(zip(centres, path[:, 2]), total=len(path), desc='Clip', unit='frame'):
+        frame = cv2.warpAffine(source, frame_matrix(centre, zoom, size), (size, size),
+                               flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
+        frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
+    return np.stack(frames)
+
+
+# ---------------------------------------------------------------- 2. degradation
+
+def make_dataset(frames, data_root):
+    """Write the HR frames into data_root/HR/<clip>/ and degrade them with the dataset script in place."""
+    hr_dir = os.path.join(data_root, 'HR')
+    os.makedirs(os.path.join(hr_dir, CLIP_NAME), exist_ok=True)
+    for index, frame in enumerate(frames):
+        write_image(os.path.join(hr_dir, CLIP_NAME, f'{index:08d}.png'), frame)
+    generate(hr_dir, data_root, kind='Gaussian', scale=SCALE)
+    return {'root': data_root, 'hr': os.path.join(hr_dir, CLIP_NAME),
+            'lr_root': os.path.join(data_root, f'LR_blurdown_x{SCALE}'),
+            'lr': os.path.join(data_root, f'LR_blurdown_x{SCALE}', CLIP_NAME)}
+
+
+def make_datasets(frames, data_root):
+    """The whole clip (data_root/clip) and its centre window alone (data_root/eval): the trainer
+    scores every epoch on the latter, so its per-epoch evaluation costs one window, not the clip."""
+    first = (len(frames) - N_SEQUENCE) // 2
+    return (make_dataset(frames, os.path.join(data_root, 'clip')),
+            make_dataset(frames[first:first + N_SEQUENCE], os.path.join(data_root, 'eval')))
+
+
+# ---------------------------------------------------------------- 3. training
+
+def train_argv(args, clip, eval_set, experiment_dir):
+    """sbvsr-train options: the CPU template on the LR clip alone, scored on the centre window."""
+    from jittor_self_blind_vsr.option import parse_args as train_options
+    patch = min(train_options(['--template', TEMPLATE]).patch_size, args.size // SCALE)
+    return ['--template', TEMPLATE, '--device', args.device, '--seed', str(args.seed),
+            '--data_train', 'VIDEO_LR', '--dir_data', clip['lr_root'],
+            '--data_test', 'REDS_HRLR', '--dir_data_test', eval_set['root'],
+            '--n_frames_per_video', str(args.frames), '--patch_size', str(patch),
+            '--test_every', str(args.iters_per_epoch), '--print_every', '10',
+            '--lr', str(args.lr), '--experiment_dir', experiment_dir, '--save', EXPERIMENT,
+            '--random_flow_init']
+
+
+def run_training(argv):
+    from jittor_self_blind_vsr import main as train_main
+    if train_main.main(argv) != 0:
+        raise DemoError('training failed (its message is above)')
+
+
+def train(args, clip, eval_set, experiment_dir):
+    """Train for --epochs, or epoch by epoch (resuming) while the next epoch fits in --minutes."""
+    argv = train_argv(args, clip, eval_set, experiment_dir)
+    if args.epochs is not None:
+        run_training(argv + ['--epochs', str(args.epochs)])
+        return args.epochs
+    budget = args.minutes * 60
+    start = time.perf_counter()
+    epoch, last = 0, 0.0
+    while epoch == 0 or time.perf_counter() - start + last <= budget:
+        began = time.perf_counter()
+        run_training(argv + ['--epochs', str(epoch + 1)] + (['--resume'] if epoch else []))
+        last = time.perf_counter() - began
+        epoch += 1
+    print(f'Trained {epoch} epochs in {time.perf_counter() - start:.0f} s '
+          f'(budget {budget:.0f} s, last epoch {last:.0f} s)')
+    return epoch
+
+
+# ---------------------------------------------------------------- 4. super-resolution
+
+def super_resolve(args, paths, model_path, results_root):
+    """Restore every frame of the clip (border frames included) with inference's code path."""
+    from jittor_self_blind_vsr import inference
+    status = inference.main(['--input_path', paths['lr'], '--gt_path', paths['hr'], '--model_path', model_path,
+                             '--result_path', results_root, '--dataset_name', 'demo', '--blur_type', 'Gaussian',
+                             '--border', 'True', '--device', args.device, '--infer_flag', 'sbvsr-demo'])
+    if status != 0:
+        raise DemoError('super-resolution failed (its message is above)')
+    return os.path.join(results_root, 'demo', 'Gaussian')
+
+
+# ---------------------------------------------------------------- 5. comparison
+
+def bicubic(lr, scale=SCALE):
+    height, width = lr.shape[:2]
+    return cv2.resize(lr, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
+
+
+def labelled_row(images):
+    """The images side by side with a GAP between them, under a strip naming each."""
+    height, width = images[0].shape[:2]
+    row = np.full((LABEL_HEIGHT + height, len(images) * (width + GAP) - GAP, 3), 255, np.uint8)
+    for i, (image, label) in enumerate(zip(images, LABELS)):
+        x = i * (width + GAP)
+        row[LABEL_HEIGHT:, x:x + width] = image
+        cv2.putText(row, label, (x + 2, LABEL_HEIGHT - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return row
+
+
+def compare(paths, sr_dir, side_dir):
+    """{'bicubic': (psnr, ssim), 'ours': (psnr, ssim)} averaged over the frames; writes the comparison images."""
+    scores = {'bicubic': [], 'ours': []}
+    os.makedirs(side_dir, exist_ok=True)
+    triples = list(zip(list_images(paths['lr']), list_images(sr_dir), list_images(paths['hr'])))
+    for lr_path, sr_path, hr_path in tqdm(triples, desc='Compare', unit='frame'):
+        gt, sr = read_image(hr_path), read_image(sr_path)
+        up = bicubic(read_image(lr_path))
+        for name, image in (('bicubic', up), ('ours', sr)):
+            scores[name].append((calc_psnr(image, gt, CROP_BORDER), calc_ssim(image, gt, CROP_BORDER)))
+        write_image(os.path.join(side_dir, os.path.basename(hr_path)), labelled_row([up, sr, gt]))
+    return {name: tuple(np.mean(values, axis=0)) for name, values in scores.items()}
+
+
+def report(scores, n_frames, side_dir):
+    print(f'\nPSNR/SSIM against the ground truth, {n_frames} frames, {CROP_BORDER}-pixel border cropped:')
+    for name, (psnr, ssim) in scores.items():
+        print(f'{name:8s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}')
+    print(f'Side-by-side images (LR bicubic | ours | GT): {side_dir}')
+
+
+# ---------------------------------------------------------------- the whole run
+
+def prepare_output(output):
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise DemoError(f'--output {output} exists and is not a folder')
+    for name in OWN_FOLDERS:
+        shutil.rmtree(os.path.join(output, name), ignore_errors=True)
+    os.makedirs(output, exist_ok=True)
+    return {name: os.path.join(output, name) for name in OWN_FOLDERS}
+
+
+def run(args):
+    start = time.perf_counter()
+    try:
+        import_jittor(args.device)
+    except RuntimeError as error:
+        raise DemoError(str(error)) from None
+    folders = prepare_output(args.output)
+    print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
+          f'scikit-image\'s astronaut')
+    frames = build_clip(source_image(), camera_path(args.frames), args.size)
+    print(f'[2/5] Degradation: Gaussian blur sigma 1.2, x{SCALE} down (dataset script)')
+    paths, eval_set = make_datasets(frames, folders['data'])
+    print(f'[3/5] Self-supervised training on the LR clip alone ({TEMPLATE} template)')
+    train(args, paths, eval_set, folders['experiment'])
+    model_path = os.path.join(folders['experiment'], EXPERIMENT, 'model', 'model_latest.pkl')
+    print('[4/5] Super-resolution with the trained model (inference)')
+    sr_dir = os.path.join(super_resolve(args, paths, model_path, folders['results']), CLIP_NAME)
+    print('[5/5] Comparison with bicubic upsampling')
+    scores = compare(paths, sr_dir, folders['side_by_side'])
+    report(scores, len(frames), folders['side_by_side'])
+    summary = {name: {'psnr': psnr, 'ssim': ssim} for name, (psnr, ssim) in scores.items()}
+    write_bytes_atomic(os.path.join(args.output, 'demo_scores.json'), json.dumps(summary, indent=1).encode())
+    print(f'Total time {time.perf_counter() - start:.0f} s')
+    return scores
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except DemoError as error:
+        print(f'sbvsr-demo: {error}', file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f'sbvsr-demo: cannot write the demo output: {error.strerror or error} ({error.filename})',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
