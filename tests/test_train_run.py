@@ -1,0 +1,173 @@
+"""Short training runs of the CPU template on a tiny generated dataset: the loss goes down,
+the experiment folder is complete, resuming is exact, a kill while saving is survivable."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from jittor_self_blind_vsr.utils.image_io import write_image
+
+HR_SIZE = 112
+TEST_HR_SIZE = 96
+SHIFT = 3  # pixels of camera motion per frame
+
+
+def write_video(folder, image, n_frames, size, origin):
+    """Frames of a camera panning over `image` by SHIFT pixels per frame."""
+    y, x = origin
+    folder.mkdir(parents=True)
+    for t in range(n_frames):
+        write_image(folder / f'{t:08d}.png', image[y + t * SHIFT:y + t * SHIFT + size, x:x + size])
+
+
+def make_dataset(root):
+    """root/train/HR/<video>/ (2 videos x 6 frames) and root/test (the generation script's layout)."""
+    from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
+    images = {'astronaut': (skimage.data.astronaut(), (40, 180)), 'coffee': (skimage.data.coffee(), (60, 200))}
+    for name, (image, origin) in images.items():
+        write_video(root / 'train' / 'HR' / name, image, 6, HR_SIZE, origin)
+    write_video(root / 'test_hr' / 'chelsea', skimage.data.chelsea(), 5, TEST_HR_SIZE, (60, 150))
+    generate(str(root / 'test_hr'), str(root / 'test'), kind='Realistic', seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('data'))
+
+
+def train_argv(dataset, experiment_dir, save='run', epochs=2, extra=()):
+    return ['--template', 'Self_Blind_VSR_CPU', '--dir_data', str(dataset / 'train'),
+            '--dir_data_test', str(dataset / 'test'), '--experiment_dir', str(experiment_dir),
+            '--pretrain_models_dir', str(dataset / 'no_such_folder'), '--random_flow_init',
+            '--save', save, '--epochs', str(epochs), '--test_every', '2', '--lr', '5e-4', '--seed', '3',
+            *extra]
+
+
+def train(argv):
+    from jittor_self_blind_vsr.main import main
+    assert main(argv) == 0
+
+
+def training_state(folder):
+    from jittor_self_blind_vsr.utils.checkpoint import load_pickle_safe
+    return load_pickle_safe(folder / 'training_state.pkl')
+
+
+@pytest.fixture(scope='module')
+def straight_run(dataset, tmp_path_factory):
+    """Two epochs in one go."""
+    experiments = tmp_path_factory.mktemp('exp')
+    train(train_argv(dataset, experiments, epochs=2))
+    return experiments / 'run'
+
+
+def test_training_lowers_the_loss(straight_run):
+    totals = training_state(straight_run)['logs']['loss_total']
+    assert len(totals) == 2
+    assert totals[1] < 0.97 * totals[0]
+
+
+def test_evaluation_is_logged(straight_run):
+    logs = training_state(straight_run)['logs']
+    for name in ('psnr', 'cycle_psnr', 'down_psnr'):
+        assert len(logs[name]) == 2 and all(10 < value < 60 for value in logs[name])
+    log = (straight_run / 'log.txt').read_text()
+    assert log.count('average Cycle-PSNR') == 2
+
+
+def test_experiment_folder_layout(straight_run):
+    from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
+    state = training_state(straight_run)
+    assert state['epoch'] == 2
+    latest = load_state_dict_file(straight_run / 'model' / 'model_latest.pkl')
+    assert set(latest) == set(state['model'])
+    assert all(np.array_equal(latest[key], state['model'][key]) for key in latest)
+    assert (straight_run / 'model' / 'model_best.pkl').is_file()
+    assert 'From epoch 0...' in (straight_run / 'config.txt').read_text()
+    for plot in ('psnr.png', 'cycle_psnr.png', 'downdata_psnr.png', 'loss_total.png', 'loss_L1.png',
+                 'loss_cycle.png', 'loss_boundaries.png', 'loss_sparse.png', 'loss_center.png'):
+        assert (straight_run / plot).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', plot
+    images = straight_run / 'result' / 'REDS_HRLR' / 'chelsea'
+    for postfix in ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel'):
+        assert (images / f'00000002_{postfix}.png').is_file(), postfix
+    assert not list(straight_run.rglob('*.tmp'))
+
+
+def assert_same_weights(state_a, state_b):
+    assert set(state_a['model']) == set(state_b['model'])
+    for key, value in state_a['model'].items():
+        np.testing.assert_array_equal(value, state_b['model'][key], err_msg=key)
+    for moment in ('m', 'v'):
+        for key, value in state_a['optimizer'][moment].items():
+            np.testing.assert_array_equal(value, state_b['optimizer'][moment][key], err_msg=key)
+    assert state_a['optimizer']['n_step'] == state_b['optimizer']['n_step']
+
+
+def test_resume_gives_the_same_weights(dataset, straight_run, tmp_path):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'marker').write_text('old')
+    train(train_argv(dataset, tmp_path, epochs=1))
+    archived = [p for p in tmp_path.iterdir() if p.name.startswith('run_archived_')]
+    assert len(archived) == 1 and (archived[0] / 'marker').read_text() == 'old'
+    assert training_state(tmp_path / 'run')['epoch'] == 1
+    train(train_argv(dataset, tmp_path, epochs=2, extra=['--resume']))
+    resumed = training_state(tmp_path / 'run')
+    straight = training_state(straight_run)
+    assert resumed['epoch'] == 2
+    assert_same_weights(resumed, straight)
+    assert resumed['logs'] == pytest.approx(straight['logs'])
+    assert 'From epoch 1...' in (tmp_path / 'run' / 'config.txt').read_text()
+
+
+KILL_AT_SAVE = '''
+import os, pickle, signal, sys
+
+def dump_then_die(obj, f, protocol=None):
+    data = pickle.dumps(obj, protocol=protocol)
+    if isinstance(obj, dict) and obj.get('epoch') == {epoch}:
+        f.write(data[:len(data) // 2])
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    f.write(data)
+
+pickle.dump = dump_then_die  # this process only: the checkpoint writer's pickling
+from jittor_self_blind_vsr.main import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_kill_while_saving_resumes_from_last_good_checkpoint(dataset, straight_run, tmp_path):
+    train(train_argv(dataset, tmp_path, epochs=1))
+    script = tmp_path / 'kill_at_save.py'
+    script.write_text(KILL_AT_SAVE.format(epoch=2))
+    result = subprocess.run([sys.executable, str(script), *train_argv(dataset, tmp_path, epochs=2,
+                                                                       extra=['--resume'])],
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, log_silent='1'))
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert training_state(tmp_path / 'run')['epoch'] == 1  # the killed save left the previous one
+    train(train_argv(dataset, tmp_path, epochs=2, extra=['--resume']))
+    assert_same_weights(training_state(tmp_path / 'run'), training_state(straight_run))
+
+
+def test_resume_without_checkpoint_is_one_clear_error(dataset, tmp_path, capsys):
+    from jittor_self_blind_vsr.main import main
+    assert main(train_argv(dataset, tmp_path, save='never_started', extra=['--resume'])) == 1
+    err = capsys.readouterr().err
+    assert 'cannot continue' in err and 'Traceback' not in err
+    assert not (tmp_path / 'never_started').exists()
+
+
+def test_missing_flow_weights_stop_before_any_file_is_written(dataset, tmp_path, capsys):
+    from jittor_self_blind_vsr.main import main
+    argv = [a for a in train_argv(dataset, tmp_path) if a != '--random_flow_init']
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert 'PWC-Net initial weights not found' in err and '--random_flow_init' in err
+    assert list(Path(tmp_path).iterdir()) == []
