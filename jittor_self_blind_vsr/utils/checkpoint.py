@@ -249,6 +249,7 @@ def _resolve(obj, storages):
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """What a file holds (tensors as numpy arrays) and which format it was read from (FORMAT_*)."""
     content: object
     format: str
 
