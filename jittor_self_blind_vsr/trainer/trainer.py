@@ -94,9 +94,9 @@ class Trainer:
         self.logs = OrderedDict((name, list(values)) for name, values in state['logs'].items())
         self.ckp.write_log(f'Continue from epoch {self.epoch}...')
 
-    def best_epoch(self):
-        psnr = self.logs.get('psnr', [])
-        return int(np.argmax(psnr)) + 1 if psnr else 0
+    def best_epoch(self, key='psnr'):
+        values = self.logs.get(key, [])
+        return int(np.argmax(values)) + 1 if values else 0
 
     def terminate(self):
         if self.args.test_only:

@@ -56,6 +56,9 @@ class Trainer_Flow_Video(Trainer):
     def __init__(self, args, loader, model, loss, ckp):
         super().__init__(args, loader, model, loss, ckp)
         self.centre = args.n_sequence // 2
+        # LR-only test sets (VIDEO_LR) have no HR: no PSNR, and model_best follows Cycle-PSNR.
+        self.has_hr = getattr(self.loader_test, 'has_hr', True)
+        self.best_key = 'psnr' if self.has_hr else 'cycle_psnr'
 
     def make_optimizer(self):
         groups = [{'params': getattr(self.model, name).parameters()} for name in RECONS_GROUPS]
@@ -63,6 +66,10 @@ class Trainer_Flow_Video(Trainer):
                        'base_lr': self.args.flow_lr})
         return jt.optim.Adam(groups, lr=self.args.lr, eps=self.args.epsilon,
                              betas=(self.args.beta1, self.args.beta2), weight_decay=self.args.weight_decay)
+
+    def bar_disabled(self):
+        """tqdm's `disable`: None draws bars only on a terminal (logs stay clean); off on ranks > 0."""
+        return None if self.ckp.is_main else True
 
     def compute_gradients(self, x):
         """Forward and backward of one batch; gradients land in the optimiser. Returns the loss Vars."""
@@ -93,7 +100,7 @@ class Trainer_Flow_Video(Trainer):
         self._start_epoch(epoch)
         self.model.train()
         sums = OrderedDict((name, 0.) for name in self.loss.names())
-        bar = tqdm(self.loader_train, ncols=100, disable=not self.ckp.is_main, desc=f'Epoch {epoch}')
+        bar = tqdm(self.loader_train, ncols=100, disable=self.bar_disabled(), desc=f'Epoch {epoch}')
         n_batches = 0
         for batch in bar:
             values = self.train_step(batch[0])
@@ -114,16 +121,16 @@ class Trainer_Flow_Video(Trainer):
     def evaluate_clip(self, x, gt, kernel, clip_name):
         output, _ = self.model({'x': x, 'mode': 'val'})
         arrays = {name: var.numpy() for name, var in output.items()}
-        hr = np.asarray(gt)[:, self.centre]
-        scores = (float_psnr(hr, arrays['recons']),
+        hr = gt.numpy()[:, self.centre]
+        scores = (float_psnr(hr, arrays['recons']) if self.has_hr else float('nan'),
                   float_psnr(arrays['input'], arrays['input_cycle']),
                   float_psnr(arrays['input'], arrays['recons_down']))
         if self.args.save_images:
-            images = OrderedDict(gt=to_uint8(hr[0]))
+            images = OrderedDict(gt=to_uint8(hr[0])) if self.has_hr else OrderedDict()
             for postfix, key in IMAGE_OUTPUTS:
                 images[postfix] = to_uint8(arrays[key][0])
             images['est_kernel'] = kernel_image(arrays['est_kernel'][0, 0])
-            images['gt_kernel'] = kernel_image(crop_kernel(np.asarray(kernel)[0, self.centre, 0]))
+            images['gt_kernel'] = kernel_image(crop_kernel(kernel.numpy()[0, self.centre, 0]))
             self.ckp.save_images(clip_name, images)
         return scores
 
@@ -131,7 +138,7 @@ class Trainer_Flow_Video(Trainer):
         self.model.eval()
         scores = []
         with jt.no_grad():
-            for x, gt, kernel, filenames in tqdm(self.loader_test, ncols=80, disable=not self.ckp.is_main,
+            for x, gt, kernel, filenames in tqdm(self.loader_test, ncols=80, disable=self.bar_disabled(),
                                                  desc='Evaluation'):
                 scores.append(self.evaluate_clip(x, gt, kernel, filenames[self.centre][0]))
         if not scores:
@@ -147,10 +154,10 @@ class Trainer_Flow_Video(Trainer):
         psnr, cycle_psnr, down_psnr = (float(v) for v in result)
         for name, value in zip(('psnr', 'cycle_psnr', 'down_psnr'), (psnr, cycle_psnr, down_psnr)):
             self.log_value(name, value)
-        best = self.best_epoch()
+        best = self.best_epoch(self.best_key)
         self.ckp.write_log(f'[{self.args.data_test}]\taverage Cycle-PSNR: {cycle_psnr:.3f} '
                            f'Down-PSNR: {down_psnr:.3f} PSNR: {psnr:.3f} '
-                           f'(Best: {max(self.logs["psnr"]):.3f} @epoch {best})')
+                           f'(Best: {max(self.logs[self.best_key]):.3f} @epoch {best})')
         if self.args.test_only:
             return
         self.ckp.save_checkpoint(self.state(), self.epoch, is_best=best == self.epoch)
