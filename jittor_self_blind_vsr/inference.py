@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 if __package__ in (None, ''):  # started as `python inference.py` from inside the package folder
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # import the package from its parent, not this folder's sub-packages as top-level modules
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, mismatch_sentence
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, list_images, list_subfolders, read_image,
@@ -285,26 +287,6 @@ def collect_clips(args):
 
 # ---------------------------------------------------------------- model
 
-def _block_count(state, prefix):
-    return len({key[len(prefix):].split('.')[0] for key in state if key.startswith(prefix)})
-
-
-def model_config(state, scale):
-    """PWC_Recons size arguments read from a state dict's shapes."""
-    needed = ('in_conv.0.weight', 'fusion_conv.0.weight', 'kernel_net.fc_net.1.weight')
-    missing = [key for key in needed if key not in state]
-    if missing:
-        raise InferenceError(f'the model file holds no Self-Blind-VSR model (no {missing[0]})')
-    n_feat, n_colors = state['in_conv.0.weight'].shape[:2]
-    ksize = math.isqrt(state['kernel_net.fc_net.1.weight'].shape[0])
-    upsamplers = _block_count(state, 'upsample_layers.')
-    if 2 ** upsamplers != scale:
-        raise InferenceError(f'the model upsamples by {2 ** upsamplers}, but --scale is {scale}')
-    return dict(n_colors=int(n_colors), n_sequence=int(state['fusion_conv.0.weight'].shape[1] // n_feat),
-                extra_RBS=_block_count(state, 'extra_feat.'), recons_RBS=_block_count(state, 'recons_net.'),
-                n_feat=int(n_feat), scale=scale, ksize=ksize)
-
-
 def load_model(args):
     """Read and check the model file, then build the network on the chosen device."""
     if not os.path.isfile(args.model_path):
@@ -313,7 +295,11 @@ def load_model(args):
         state = load_state_dict_file(args.model_path)
     except CheckpointError as error:
         raise InferenceError(str(error)) from None
-    config = model_config(state, args.scale)
+    if 'in_conv.0.weight' not in state:
+        raise InferenceError(f'{args.model_path} holds no Self-Blind-VSR model (it has no in_conv.0.weight)')
+    config = infer_config(state)
+    if config['scale'] != args.scale:
+        raise InferenceError(f'the model upsamples by {config["scale"]}, but --scale is {args.scale}')
     if config['n_sequence'] != args.n_seq or config['n_colors'] != 3:
         raise InferenceError(f'the model takes {config["n_sequence"]} frames of {config["n_colors"]} channels, '
                              f'but --n_seq is {args.n_seq} on RGB frames')
@@ -321,13 +307,12 @@ def load_model(args):
         jt = import_jittor(args.device)
     except RuntimeError as error:
         raise InferenceError(str(error)) from None
-    from jittor_self_blind_vsr.model import StateDictMismatch
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    net = PWC_Recons(**config, device=args.device, align_corners=args.align_corners)
-    try:
-        net.load_numpy_state_dict(state, strict=True)
-    except StateDictMismatch as error:
-        raise InferenceError(f'the model file {args.model_path} does not fit the network: {error}') from None
+    net = PWC_Recons(**config, device=current_device(), align_corners=args.align_corners)
+    problem = mismatch_sentence(args.model_path, state, {k: tuple(v.shape) for k, v in net.state_dict().items()})
+    if problem:
+        raise InferenceError(problem)
+    net.load_numpy_state_dict(state, strict=True)
     net.eval()
     return jt, net, config
 

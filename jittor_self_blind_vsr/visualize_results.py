@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 if __package__ in (None, ''):  # started as `python visualize_results.py` from inside the package folder
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # import the package from its parent, not this folder's sub-packages as top-level modules
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
 
