@@ -2,7 +2,6 @@
 import os
 
 import cv2
-import numpy as np
 import pytest
 
 from jittor_self_blind_vsr import inference, visualize_results as vis
