@@ -63,8 +63,8 @@ def parse_args(argv=None):
     parser.add_argument('--output', default='demo_output', help='output folder (default ./demo_output)')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto uses CUDA only when a GPU answers')
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=float, default=3.0,
-                        help='training time budget in minutes, compilation included (default 3); '
+    budget.add_argument('--minutes', type=float, default=5.0,
+                        help='training time budget in minutes, compilation included (default 5); '
                              'training stops after the last epoch that fits')
     budget.add_argument('--epochs', type=int, default=None, help='train exactly this many epochs instead')
     parser.add_argument('--iters_per_epoch', type=int, default=10,
@@ -129,7 +129,8 @@ def build_clip(image, path, size, start=None):
         raise ValueError(f'a {size}x{size} camera following this path leaves the {width}x{height} image')
     source = image.astype(np.float32)
     frames = []
-    for centre, zoom in tqdm(zip(centres, path[:, 2]), total=len(path), desc='Clip', unit='frame'):
+    steps = zip(centres, path[:, 2])
+    for centre, zoom in tqdm(steps, total=len(path), desc='Clip', unit='frame', disable=None):
         frame = cv2.warpAffine(source, frame_matrix(centre, zoom, size), (size, size),
                                flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
         frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
@@ -234,7 +235,7 @@ def compare(paths, sr_dir, side_dir):
     scores = {'bicubic': [], 'ours': []}
     os.makedirs(side_dir, exist_ok=True)
     triples = list(zip(list_images(paths['lr']), list_images(sr_dir), list_images(paths['hr'])))
-    for lr_path, sr_path, hr_path in tqdm(triples, desc='Compare', unit='frame'):
+    for lr_path, sr_path, hr_path in tqdm(triples, desc='Compare', unit='frame', disable=None):
         gt, sr = read_image(hr_path), read_image(sr_path)
         up = bicubic(read_image(lr_path))
         for name, image in (('bicubic', up), ('ours', sr)):
