@@ -4,9 +4,12 @@
 
 Weights are random (seeded; the cost does not depend on their values). Each size is
 warmed up once (Jittor compiles every new op shape), then timed `--repeat` times.
-Prints the mean seconds per forward and the process's peak RSS so far.
+Prints the mean wall seconds per forward, the CPU seconds this process used per forward
+(all threads; on a shared machine wall time depends on the load, also printed), and the
+process's peak RSS so far.
 """
 import argparse
+import os
 import resource
 import sys
 import time
@@ -48,19 +51,20 @@ def build(jt, seed):
 def time_infer(jt, net, size, repeat, seed):
     h, w = size
     x = jt.array(np.random.default_rng(seed).random((1, 5, 3, h, w), dtype=np.float32))
-    times = []
+    times, cpu_times = [], []
     with jt.no_grad():
         for i in range(repeat + 1):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             out, _ = net({'x': x, 'mode': 'infer'})
             out['recons'].sync()
             out['est_kernel'].sync()
             jt.sync_all()
             if i > 0:  # the first run compiles
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
             del out
             jt.gc()
-    return times
+    return times, cpu_times
 
 
 def main(argv=None):
@@ -80,11 +84,12 @@ def main(argv=None):
     net = build(jt, args.seed)
     print(f'device {args.device}, published config {PUBLISHED}')
     for size in args.sizes:
-        times = time_infer(jt, net, size, args.repeat, args.seed)
+        times, cpu_times = time_infer(jt, net, size, args.repeat, args.seed)
         print(f'LR {size[0]}x{size[1]} (5 frames) -> {size[0] * 4}x{size[1] * 4}: '
               f'mean {np.mean(times):.3f} s per forward over {len(times)} runs '
-              f'(min {min(times):.3f}, max {max(times):.3f}); peak RSS so far {peak_rss_gb():.2f} GB',
-              flush=True)
+              f'(min {min(times):.3f}, max {max(times):.3f}), {np.mean(cpu_times):.3f} CPU s per forward; '
+              f'peak RSS so far {peak_rss_gb():.2f} GB; load average {os.getloadavg()[0]:.1f} '
+              f'on {os.cpu_count()} CPUs', flush=True)
     return 0
 
 

@@ -33,11 +33,15 @@ def assert_close(name, got, ref, max_abs, mean_abs=None):
         assert err.mean() <= mean_abs, f'{name}: mean abs error {err.mean():.3g} > {mean_abs}'
 
 
-def assert_image(name, got, ref):
-    # README: 1e-3 max abs, mean abs 1e-4, both on the scale of the reference
-    # (the full config's random weights give outputs up to ~190; see docs/model.md).
-    scale = max(1.0, float(np.abs(ref).mean()))
-    assert_close(name, got, ref, 1e-3, 1e-4 * scale)
+# README: 1e-3 max abs and 1e-4 mean abs. The full config's random weights drive outputs
+# to ~38 mean abs (up to ~190), where float32 rounding alone moves the mean by ~1.2e-4:
+# a 1-ulp change of the input or of one conv weight changes the Jittor output by as much
+# as it differs from PyTorch (docs/model.md). Its mean bound is therefore 2e-4.
+MEAN_TOLERANCE = {'small': 1e-4, 'full': 2e-4}
+
+
+def assert_image(name, got, ref, config='small'):
+    assert_close(name, got, ref, 1e-3, MEAN_TOLERANCE[config])
 
 
 def build(config, semantics):
@@ -77,7 +81,7 @@ def test_infer_matches_original(config, semantics, nets, fixture_arrays):
     with jt.no_grad():
         out, extra = nets(config, semantics)({'x': jt.array(ref['x']), 'mode': 'infer'})
     assert extra is None and set(out) == {'recons', 'est_kernel'}
-    assert_image('recons', out['recons'].numpy(), ref[f'{semantics}/infer/recons'])
+    assert_image('recons', out['recons'].numpy(), ref[f'{semantics}/infer/recons'], config)
     assert_close('est_kernel', out['est_kernel'].numpy(), ref[f'{semantics}/infer/est_kernel'], 1e-6)
 
 
