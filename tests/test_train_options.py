@@ -1,0 +1,90 @@
+"""Options, templates, loss strings and the learning-rate schedule."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jittor_self_blind_vsr.option import OptionError, parse_args, template_names
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / 'jittor_self_blind_vsr'
+
+
+def test_published_templates_hold_the_published_settings():
+    for name, kind in (('Self_Blind_VSR_Gaussian', 'GAUSSIAN'), ('Self_Blind_VSR_Realistic', 'REALISTIC')):
+        args = parse_args(['--template', name])
+        assert (args.data_train, args.data_test, args.save) == (f'REDS_BLURDOWN_{kind}', 'REDS_HRLR', name)
+        assert (args.n_feat, args.extra_RBS, args.recons_RBS, args.ksize, args.scale) == (128, 3, 20, 13, 4)
+        assert (args.patch_size, args.batch_size, args.epochs, args.n_frames_per_video) == (160, 8, 500, 50)
+        assert (args.lr, args.flow_lr, args.lr_decay, args.gamma, args.loss) == (1e-4, 1e-6, 100, 0.5, '1*L1')
+        assert args.save_middle_models and not args.save_images
+
+
+def test_command_line_overrides_the_template():
+    args = parse_args(['--template', 'Self_Blind_VSR_Realistic', '--lr', '2e-4', '--save_images', '--cpu',
+                       '--align_corners', 'false'])
+    assert (args.lr, args.save_images, args.device, args.align_corners) == (2e-4, True, 'cpu', False)
+    assert args.n_feat == 128  # untouched template values stay
+
+
+def test_epochs_zero_means_endless():
+    assert parse_args(['--epochs', '0']).epochs >= 10 ** 8
+
+
+def test_unknown_template_lists_the_known_ones():
+    with pytest.raises(OptionError) as error:
+        parse_args(['--template', 'Nope'])
+    assert all(name in str(error.value) for name in template_names())
+    assert {'Self_Blind_VSR_Gaussian', 'Self_Blind_VSR_Realistic', 'Self_Blind_VSR_CPU'} <= set(template_names())
+
+
+@pytest.mark.parametrize('argv, words', [
+    (['--n_sequence', '3'], 'n_sequence must be 5'),
+    (['--scale', '3'], 'power of two'),
+    (['--n_GPUs', '2'], 'mpirun'),
+    (['--batch_size', '0'], 'batch_size must be positive'),
+])
+def test_bad_values_are_one_sentence(argv, words):
+    with pytest.raises(OptionError, match=words):
+        parse_args(argv)
+
+
+def test_main_py_runs_from_inside_the_package():
+    result = subprocess.run([sys.executable, 'main.py', '--template', 'Nope'], cwd=PACKAGE_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith('sbvsr-train: unknown template') and 'Self_Blind_VSR_CPU' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_loss_strings():
+    from jittor_self_blind_vsr.loss import LossStringError, parse_loss_string, term_names
+    assert parse_loss_string('1*L1') == [(1.0, 'L1')]
+    terms = parse_loss_string('0.5*L1+2*MSE+1*L1')
+    assert terms == [(0.5, 'L1'), (2.0, 'MSE'), (1.0, 'L1')]
+    assert term_names(terms) == ['L10', 'MSE', 'L12']
+    for bad in ('L1', '1*VGG54', 'x*L1'):
+        with pytest.raises(LossStringError):
+            parse_loss_string(bad)
+
+
+def test_weighted_loss_terms():
+    from jittor_self_blind_vsr.loss import Loss
+    from jittor_self_blind_vsr.trainer.trainer import jt
+    lr = jt.zeros((1, 3, 4, 4))
+    kernel = jt.ones((1, 1, 13, 13)) / 169.
+    out = {'input': lr, 'recons_down': jt.full((1, 3, 4, 4), 0.5), 'input_cycle': jt.full((1, 3, 4, 4), 0.25),
+           'est_kernel': kernel}
+    values = {k: float(v.item()) for k, v in Loss('2*L1+1*MSE')(out).items()}
+    assert values['L1'] == pytest.approx(1.0) and values['MSE'] == pytest.approx(0.25)
+    assert values['cycle'] == pytest.approx(0.25)
+    expected = 1.0 + 0.25 + 0.25 + 0.5 * values['boundaries'] + 0.04 * values['sparse'] + values['center']
+    assert values['total'] == pytest.approx(expected, rel=1e-6)
+    assert values['sparse'] == pytest.approx(1 / 13.)  # mean of sqrt(1/169)
+    assert values['center'] == pytest.approx(0.0, abs=1e-9)  # a flat kernel is centred
+
+
+def test_step_schedule_as_the_original():
+    from jittor_self_blind_vsr.trainer.trainer import lr_factor
+    # PyTorch StepLR(step_size=100, gamma=0.5) stepped at the start of epochs 1, 2, ...
+    assert [lr_factor(e, 100, 0.5) for e in (1, 100, 101, 200, 201, 500)] == [1, 1, .5, .5, .25, .0625]
