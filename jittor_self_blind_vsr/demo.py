@@ -12,7 +12,8 @@
 Output folder layout: data/clip and data/eval (HR, LR_blurdown_x4, kernel: the whole clip
 and its centre window), experiment/ (the training run), results/ (inference),
 side_by_side/ (the comparison images), demo_scores.json. Those are replaced on every
-run; nothing else in the output folder is touched.
+run; nothing else in the output folder is touched, and a non-empty folder the demo did
+not write (it leaves a `.sbvsr-demo` marker) is refused.
 """
 import argparse
 import json
@@ -37,6 +38,7 @@ CLIP_NAME = 'astronaut'
 TEMPLATE = 'Self_Blind_VSR_CPU'
 EXPERIMENT = 'demo'
 OWN_FOLDERS = ('data', 'experiment', 'results', 'side_by_side')
+MARKER = '.sbvsr-demo'  # marks an output folder as the demo's, so a rerun may empty it
 CROP_BORDER = 4
 # The photograph is halved first (INTER_AREA) so an HR frame holds photo-like detail
 # per pixel rather than the smooth upsampled look of the full-size image.
@@ -254,11 +256,17 @@ def report(scores, n_frames, side_dir):
 # ---------------------------------------------------------------- the whole run
 
 def prepare_output(output):
+    """Empty the demo's own sub-folders of `output`; a non-empty folder the demo did not make is refused."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise DemoError(f'--output {output} exists and is not a folder')
+    marker = os.path.join(output, MARKER)
+    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(marker):
+        raise DemoError(f'--output {output} is not empty and was not written by sbvsr-demo; '
+                        'give a new or empty folder')
     for name in OWN_FOLDERS:
         shutil.rmtree(os.path.join(output, name), ignore_errors=True)
     os.makedirs(output, exist_ok=True)
+    write_bytes_atomic(marker, b'written by sbvsr-demo, which may replace this folder\'s contents\n')
     return {name: os.path.join(output, name) for name in OWN_FOLDERS}
 
 

@@ -82,6 +82,11 @@ def test_bad_options_are_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [f'sbvsr-demo: --output {target} exists and is not a folder']
     assert target.read_text() == 'x'
+    foreign = tmp_path / 'mine'
+    (foreign / 'data').mkdir(parents=True)
+    assert demo.main(['--output', str(foreign), '--epochs', '1']) == 1
+    assert 'is not empty and was not written by sbvsr-demo' in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ['data']
 
 
 def test_tiny_run_writes_images_and_prints_matching_scores(tmp_path, capsys):
