@@ -110,12 +110,17 @@ def provision_onednn():
 def import_jittor(device='auto'):
     """Configure CUDA and oneDNN for `device` ('auto', 'cpu' or 'cuda'), import Jittor.
 
-    Raises RuntimeError when 'cuda' is asked for and no GPU answers.
+    'auto' after a device has been chosen keeps that choice: modules call
+    `import_jittor()` at import time, after an entry point may have picked 'cpu'
+    on a GPU machine. Raises RuntimeError when 'cuda' is asked for and no GPU answers.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if 'jittor' in sys.modules and _state['device'] is None:
         raise RuntimeError('jittor was imported before jittor_self_blind_vsr.runtime could configure it')
+    if device == 'auto' and _state['device'] is not None:
+        import jittor
+        return jittor
     use_cuda = device == 'cuda' or (device == 'auto' and cuda_available())
     if device == 'cuda' and not cuda_available():
         raise RuntimeError('--device cuda was asked for, but no CUDA GPU is usable on this machine')
@@ -141,4 +146,4 @@ def seed_everything(seed):
     import numpy as np
     random.seed(seed)
     np.random.seed(seed)
-    import_jittor(_state['device'] or 'auto').set_global_seed(seed)
+    import_jittor().set_global_seed(seed)

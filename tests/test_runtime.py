@@ -162,3 +162,13 @@ def test_seed_everything_repeats_draws():
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     runtime.seed_everything(124)
     assert not np.array_equal(first[1], draws()[1])
+
+
+def test_auto_keeps_an_explicit_cpu_choice_on_a_gpu_machine(monkeypatch):
+    # Modules call import_jittor() ('auto') at import time, after an entry point chose
+    # --device cpu; on a GPU machine that must not switch to (or fail over) CUDA.
+    monkeypatch.setattr(runtime, 'cuda_available', lambda: True)
+    assert runtime.import_jittor('cpu') is jt
+    assert runtime.import_jittor() is jt
+    assert runtime.current_device() == 'cpu'
+    assert jt.flags.use_cuda == 0
