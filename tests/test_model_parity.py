@@ -9,6 +9,7 @@ import pytest
 
 from jittor_self_blind_vsr.loss import kernel_loss
 from jittor_self_blind_vsr.model import StateDictMismatch
+from jittor_self_blind_vsr.model.channels_last import to_nchw
 from jittor_self_blind_vsr.model.kernel import AdaptiveAvgPool2d
 from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -104,10 +105,14 @@ def test_flow_and_warp_match_original(semantics, nets, fixture_arrays):
     x = jt.array(ref['x'])
     with jt.no_grad():
         flow = net.flow_net(x[:, 2], x[:, 0])
-        feat, mask = net.flow_net.warp(net.extra_feat(net.in_conv(x[:, 0])), flow)
+        feat0 = net.frame_features(x[:, 0]).feat
+        feat, mask = net.flow_net.warp(to_nchw(feat0), flow)
+        feat_nhwc = net.flow_net.warp_nhwc(feat0, flow)
     assert_close('flow', flow.numpy(), ref[f'{semantics}/flow/center_to_0'], 1e-4)
     assert_close('warp feat0', feat.numpy(), ref[f'{semantics}/warp/feat0'], 1e-4)
     np.testing.assert_array_equal(mask.numpy(), ref[f'{semantics}/warp/mask'])
+    # The trunk's NHWC warp is the same computation on the other layout.
+    np.testing.assert_array_equal(feat_nhwc.numpy(), feat.numpy().transpose(0, 2, 3, 1))
 
 
 def training_losses(out, ksize=13, scale=4):

@@ -2,7 +2,7 @@
 import math
 from collections import namedtuple
 
-from jittor_self_blind_vsr.model import load_numpy_state_dict, numpy_state_dict
+from jittor_self_blind_vsr.model import channels_last, load_numpy_state_dict, numpy_state_dict
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -13,7 +13,7 @@ nn = jt.nn
 MODES = ('train', 'val', 'infer')
 
 FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
-FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) and the '
+FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (NHWC) and the '
                          'PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
 
 
@@ -31,17 +31,19 @@ def get_same_padding(kernel_size, dilation):
 
 
 class ResBlock(nn.Module):
+    """conv-relu-conv plus the input, on NHWC features."""
+
     def __init__(self, inplanes, planes, kernel_size=3, stride=1, dilation=1):
         super().__init__()
         padding = get_same_padding(kernel_size, dilation)
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=kernel_size, stride=stride,
-                               padding=padding, dilation=dilation)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=kernel_size, stride=1,
-                               padding=padding, dilation=dilation)
+        self.conv1 = channels_last.Conv2d(inplanes, planes, kernel_size=kernel_size, stride=stride,
+                                          padding=padding, dilation=dilation)
+        self.conv2 = channels_last.Conv2d(planes, planes, kernel_size=kernel_size, stride=1,
+                                          padding=padding, dilation=dilation)
         self.relu = nn.ReLU()
         self.res_translate = None
         if inplanes != planes or stride != 1:
-            self.res_translate = nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride)
+            self.res_translate = channels_last.Conv2d(inplanes, planes, kernel_size=1, stride=stride)
 
     def execute(self, x):
         residual = x if self.res_translate is None else self.res_translate(x)
@@ -74,18 +76,20 @@ class PWC_Recons(nn.Module):
         self.HR_in = HR_in
         self.align_corners = align_corners
 
-        self.in_conv = nn.Sequential(nn.Conv2d(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
+        # The reconstruction trunk works on NHWC features (see channels_last.py).
+        conv = channels_last.Conv2d
+        self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
         self.extra_feat = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
                                           for _ in range(extra_RBS)])
-        self.fusion_conv = nn.Sequential(nn.Conv2d(n_feat * n_sequence, n_feat, kernel_size=3, stride=1, padding=1))
+        self.fusion_conv = nn.Sequential(conv(n_feat * n_sequence, n_feat, kernel_size=3, stride=1, padding=1))
         self.recons_net = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
                                           for _ in range(recons_RBS)])
         self.out_conv = nn.Sequential(
-            nn.Conv2d(n_feat, n_feat, kernel_size=3, stride=1, padding=1),
-            nn.Conv2d(n_feat, n_colors, kernel_size=3, stride=1, padding=1))
+            conv(n_feat, n_feat, kernel_size=3, stride=1, padding=1),
+            conv(n_feat, n_colors, kernel_size=3, stride=1, padding=1))
         upsample = []
         for _ in range(int(math.log2(scale))):
-            upsample += [nn.Conv2d(n_feat, n_feat * 4, 3, 1, 1, bias=True), nn.PixelShuffle(2)]
+            upsample += [conv(n_feat, n_feat * 4, 3, 1, 1, bias=True), channels_last.PixelShuffle(2)]
         self.upsample_layers = nn.Sequential(*upsample)
         self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
         self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
@@ -120,7 +124,8 @@ class PWC_Recons(nn.Module):
                 'recons_down': self.recons_forward(down_frames), 'est_kernel': est_kernel}, None
 
     def frame_features(self, frame):
-        return FrameFeatures(self.extra_feat(self.in_conv(frame)), self.flow_net.features(frame))
+        return FrameFeatures(self.extra_feat(self.in_conv(channels_last.to_nhwc(frame))),
+                             self.flow_net.features(frame))
 
     def recons_from_features(self, frames, features):
         """Reconstruct the centre of `frames` from their FrameFeatures (same order)."""
@@ -134,11 +139,11 @@ class PWC_Recons(nn.Module):
                 warped.append(feature.feat)
             else:
                 flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
-                warped.append(self.flow_net.warp(feature.feat, flow)[0])
-        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, 1)))
+                warped.append(self.flow_net.warp_nhwc(feature.feat, flow))
+        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, 3)))
         if not self.HR_in:
             recons_feat = self.upsample_layers(recons_feat)
-        return self.out_conv(recons_feat) + base
+        return channels_last.to_nchw(self.out_conv(recons_feat)) + base
 
     def recons_forward(self, frame_list):
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])

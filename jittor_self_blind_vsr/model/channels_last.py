@@ -1,0 +1,85 @@
+"""Channels-last (NHWC) convolution for the reconstruction trunk on CPU.
+
+oneDNN's fastest CPU convolution (brgconv) works on NHWC. Given NCHW, as jt.nn.conv2d
+gives it, Jittor's mkl_conv reorders the input to NHWC and the output back on every
+call, and those reorders cost as much as the convolution itself at the trunk's sizes
+(LR 180x320: 45 ms of reorders around a 58 ms convolution; 4x that: 1.4 s around 1.0 s).
+Keeping the trunk's features NHWC lets oneDNN read and write them in place.
+
+The weights keep PyTorch's (out, in, kh, kw) layout and names, so state dicts are the
+same as with jt.nn.Conv2d. Without oneDNN (CUDA, or a CPU build without it) the same
+function transposes around jt.nn.conv2d, which picks cuDNN or Jittor's own kernels.
+"""
+from jittor_self_blind_vsr.runtime import import_jittor
+
+jt = import_jittor()
+nn = jt.nn
+
+_NHWC = dict(xformat='acdb', wformat='oihw', yformat='acdb')
+
+
+def to_nhwc(x):
+    return x.transpose(0, 2, 3, 1)
+
+
+def to_nchw(x):
+    return x.transpose(0, 3, 1, 2)
+
+
+def _use_onednn():
+    return not jt.flags.use_cuda and jt.compile_extern.use_mkl
+
+
+class _OneDNNConvNHWC(jt.Function):
+    """oneDNN forward, backward-data and backward-weights convolutions on NHWC tensors."""
+
+    def __init__(self, stride, padding, dilation):
+        self.geometry = (stride, stride, padding, padding, dilation, dilation)
+
+    def execute(self, x, weight):
+        self.x, self.weight = x, weight
+        return jt.mkl_ops.mkl_conv(x, weight, *self.geometry, 1, **_NHWC)
+
+    def grad(self, grad_y):
+        _, h, w, _ = self.x.shape
+        kh, kw = self.weight.shape[2:]
+        grad_x = jt.mkl_ops.mkl_conv_backward_x(self.weight, grad_y, h, w, *self.geometry, 1, **_NHWC)
+        grad_w = jt.mkl_ops.mkl_conv_backward_w(self.x, grad_y, kh, kw, *self.geometry, 1, **_NHWC)
+        return grad_x, grad_w
+
+
+def conv2d_nhwc(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """torch.nn.functional.conv2d for x (N, H, W, C) and weight (out, in, kh, kw): (N, H', W', out)."""
+    if _use_onednn():
+        y = _OneDNNConvNHWC(stride, padding, dilation)(x, weight)
+    else:
+        y = to_nhwc(nn.conv2d(to_nchw(x), weight, None, stride, padding, dilation))
+    return y if bias is None else y + bias
+
+
+class Conv2d(nn.Conv2d):
+    """jt.nn.Conv2d (same parameters and state-dict keys) on NHWC input; groups 1, square geometry."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.groups != 1 or len(set(self.stride)) != 1 or len(set(self.padding)) != 1 \
+                or len(set(self.dilation)) != 1:
+            raise ValueError('channels_last.Conv2d supports groups=1 and equal height/width '
+                             'stride, padding and dilation only')
+
+    def execute(self, x):
+        return conv2d_nhwc(x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0])
+
+
+class PixelShuffle(nn.Module):
+    """torch.nn.PixelShuffle on NHWC: input channel c*r*r + i*r + j goes to (h*r + i, w*r + j, c)."""
+
+    def __init__(self, upscale_factor):
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def execute(self, x):
+        n, h, w, c = x.shape
+        r = self.upscale_factor
+        out_c = c // (r * r)
+        return x.reshape(n, h, w, out_c, r, r).transpose(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, out_c)

@@ -1,0 +1,81 @@
+"""The speed-motivated layers compute what jt.nn computes: channels-last convolution and
+pixel shuffle, and PWC-Net's output-aligned convolution, forward and gradients."""
+import numpy as np
+import pytest
+
+from jittor_self_blind_vsr.model import channels_last
+from jittor_self_blind_vsr.model.flow_pwc import OutputAlignedConv2d
+from jittor_self_blind_vsr.runtime import import_jittor
+
+jt = import_jittor()
+
+# (in, out, kernel, stride, padding, dilation, batch, height, width)
+GEOMETRIES = [(3, 8, 3, 1, 1, 1, 1, 9, 11), (5, 7, 3, 2, 1, 1, 2, 10, 7),
+              (6, 4, 3, 1, 2, 2, 1, 8, 9), (4, 6, 1, 1, 0, 1, 2, 5, 6)]
+
+
+def random(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def nchw_reference(x, conv, grad_y):
+    """jt.nn.conv2d on NCHW: output, input gradient and weight gradient for dL/dy = grad_y, all NHWC."""
+    x_nchw = jt.array(x.transpose(0, 3, 1, 2))
+    y = jt.nn.conv2d(x_nchw, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+    gx, gw = jt.grad((y * jt.array(grad_y.transpose(0, 3, 1, 2))).sum(), [x_nchw, conv.weight])
+    return y.numpy().transpose(0, 2, 3, 1), gx.numpy().transpose(0, 2, 3, 1), gw.numpy()
+
+
+@pytest.mark.parametrize('onednn', [True, False], ids=['onednn', 'fallback'])
+@pytest.mark.parametrize('geometry', GEOMETRIES)
+def test_channels_last_conv_equals_jittor_conv(geometry, onednn, monkeypatch):
+    c_in, c_out, k, s, p, d, n, h, w = geometry
+    if onednn and not channels_last._use_onednn():
+        pytest.skip('oneDNN is not in use in this Jittor build')
+    monkeypatch.setattr(channels_last, '_use_onednn', lambda: onednn)
+    conv = channels_last.Conv2d(c_in, c_out, k, stride=s, padding=p, dilation=d)
+    x = random((n, h, w, c_in), 1)
+    x_var = jt.array(x)
+    y = conv(x_var)
+    grad_y = random(tuple(y.shape), 2)
+    gx, gw = jt.grad((y * jt.array(grad_y)).sum(), [x_var, conv.weight])
+    ref_y, ref_gx, ref_gw = nchw_reference(x, conv, grad_y)
+    assert y.shape == ref_y.shape
+    # Same oneDNN kernel on the same memory layout: the forward is bit-identical.
+    np.testing.assert_array_equal(y.numpy(), ref_y)
+    np.testing.assert_allclose(gx.numpy(), ref_gx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw.numpy(), ref_gw, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_conv_refuses_what_it_does_not_compute():
+    with pytest.raises(ValueError, match='groups=1'):
+        channels_last.Conv2d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match='equal height/width'):
+        channels_last.Conv2d(4, 4, 3, stride=(1, 2))
+
+
+def test_channels_last_pixel_shuffle_equals_jittor_pixel_shuffle():
+    x = random((2, 3, 5, 4 * 6), 3)
+    ours = channels_last.PixelShuffle(2)(jt.array(x)).numpy()
+    ref = jt.nn.PixelShuffle(2)(jt.array(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_layout_helpers_round_trip():
+    x = random((2, 3, 4, 5), 4)
+    np.testing.assert_array_equal(channels_last.to_nhwc(jt.array(x)).numpy(), x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(channels_last.to_nchw(channels_last.to_nhwc(jt.array(x))).numpy(), x)
+
+
+@pytest.mark.parametrize('c_in,c_out,stride', [(128, 196, 2), (196, 196, 1), (3, 20, 1)])
+def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride):
+    conv = OutputAlignedConv2d(c_in, c_out, 3, stride=stride, padding=1)
+    x = jt.array(random((2, c_in, 6, 7), 5))
+    y = conv(x)
+    ref = jt.nn.conv2d(x, conv.weight, conv.bias, stride, 1)
+    np.testing.assert_array_equal(y.numpy(), ref.numpy())
+    grad_y = jt.array(random(tuple(y.shape), 6))
+    grads = jt.grad((y * grad_y).sum(), [x, conv.weight, conv.bias])
+    ref_grads = jt.grad((ref * grad_y).sum(), [x, conv.weight, conv.bias])
+    for got, want in zip(grads, ref_grads):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
