@@ -9,7 +9,6 @@ from collections import namedtuple
 
 import numpy as np
 
-from jittor_self_blind_vsr.model.channels_last import to_nchw, to_nhwc
 from jittor_self_blind_vsr.model.correlation import correlation
 from jittor_self_blind_vsr.runtime import import_jittor
 
@@ -29,6 +28,27 @@ FlowFeatures.__doc__ = 'PWC-Net feature pyramid of one frame resized to a multip
 def sample_bilinear(x, grid, padding_mode, align_corners):
     """torch.nn.functional.grid_sample(x, grid, 'bilinear', padding_mode, align_corners)."""
     return nn.grid_sample(x, grid, mode='bilinear', padding_mode=padding_mode, align_corners=align_corners)
+
+
+def sample_bilinear_nhwc(x, grid, padding_mode, align_corners):
+    """sample_bilinear for x (N, H, W, C): Jittor's grid_sampler_2d arithmetic, indexed
+    channels-last, so the result equals sample_bilinear on the transposed input bit for bit."""
+    n, in_h, in_w, c = x.shape
+    shape = [n, grid.shape[1], grid.shape[2], c]
+    ix = nn.grid_sampler_compute_source_index(grid[:, :, :, 0], in_w, padding_mode, align_corners)
+    iy = nn.grid_sampler_compute_source_index(grid[:, :, :, 1], in_h, padding_mode, align_corners)
+    ix, iy = ix.reindex(shape, ['i0', 'i1', 'i2']), iy.reindex(shape, ['i0', 'i1', 'i2'])
+    nid, cid = jt.index(shape, dim=0), jt.index(shape, dim=3)
+    fx, fy = ix.floor_int(), iy.floor_int()
+    cx, cy = fx + 1, fy + 1
+    dx, dy = ix - fx, iy - fy
+    dnx, dny = cx - ix, cy - iy
+    top_left = x.reindex([nid, fy, fx, cid], overflow_value=0.0)
+    bottom_left = x.reindex([nid, cy, fx, cid], overflow_value=0.0)
+    top_right = x.reindex([nid, fy, cx, cid], overflow_value=0.0)
+    bottom_right = x.reindex([nid, cy, cx, cid], overflow_value=0.0)
+    return (top_left * dnx * dny + bottom_left * dnx * dy + top_right * dx * dny
+            + bottom_right * dx * dy)
 
 
 def resize_bilinear(x, height, width):
@@ -55,20 +75,35 @@ def Backward(tensorInput, tensorFlow, align_corners=True):
     return output * mask
 
 
-def warp(x, flo, align_corners=True):
-    """Warp x (B,C,H,W) back by flow flo (B,2,H,W): (warped * mask, mask), border padding;
-    mask is 0 where sampling ones with zero padding gives < 0.999."""
-    b, c, h, w = x.shape
+def _warp_grid_and_mask(flo, align_corners):
+    """grid_sample grid of warp() for flow flo (B, 2, H, W), and its (B, 1, H, W) mask: 0
+    where sampling ones with zero padding gives < 0.999."""
+    b, _, h, w = flo.shape
     xx = jt.arange(w, dtype='float32').reshape(1, 1, w)
     yy = jt.arange(h, dtype='float32').reshape(1, h, 1)
     gx = 2.0 * (xx + flo[:, 0]) / max(w - 1, 1) - 1.0
     gy = 2.0 * (yy + flo[:, 1]) / max(h - 1, 1) - 1.0
     grid = jt.stack([gx, gy], dim=3)
-    output = sample_bilinear(x, grid, 'border', align_corners)
-    ones = jt.ones((b, 1, h, w), dtype=x.dtype)
+    ones = jt.ones((b, 1, h, w), dtype=flo.dtype)
     mask = (sample_bilinear(ones, grid, 'zeros', align_corners) >= 0.999).float32()
+    return grid, mask
+
+
+def warp(x, flo, align_corners=True):
+    """Warp x (B,C,H,W) back by flow flo (B,2,H,W): (warped * mask, mask), border padding;
+    mask is 0 where sampling ones with zero padding gives < 0.999."""
+    b, c, h, w = x.shape
+    grid, mask = _warp_grid_and_mask(flo, align_corners)
+    output = sample_bilinear(x, grid, 'border', align_corners)
     mask = mask.broadcast((b, c, h, w))
     return output * mask, mask
+
+
+def warp_nhwc(x, flo, align_corners=True):
+    """warp()'s masked output for NHWC features x (B,H,W,C); flo stays (B,2,H,W)."""
+    b, h, w, _ = x.shape
+    grid, mask = _warp_grid_and_mask(flo, align_corners)
+    return sample_bilinear_nhwc(x, grid, 'border', align_corners) * mask.reshape(b, h, w, 1)
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -258,8 +293,7 @@ class Flow_PWC(nn.Module):
         return warp(x, flo, self.align_corners)
 
     def warp_nhwc(self, x, flo):
-        """warp()'s masked output for NHWC features x; flo stays (B, 2, H, W)."""
-        return to_nhwc(warp(to_nchw(x), flo, self.align_corners)[0])
+        return warp_nhwc(x, flo, self.align_corners)
 
     def execute(self, frame_1, frame_2):
         return self.estimate_flow(frame_1, frame_2)
