@@ -79,3 +79,19 @@ def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride):
     ref_grads = jt.grad((ref * grad_y).sum(), [x, conv.weight, conv.bias])
     for got, want in zip(grads, ref_grads):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_model_output_is_the_same_without_onednn(monkeypatch):
+    """The fallback taken on CUDA and on CPUs without oneDNN (transposes around
+    jt.nn.conv2d) gives the whole model's output bit for bit on this machine."""
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    if not channels_last._use_onednn():
+        pytest.skip('oneDNN is not in use in this Jittor build')
+    net = PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1)
+    net.eval()
+    x = jt.array(np.random.default_rng(7).random((1, 5, 3, 24, 40), dtype=np.float32))
+    with jt.no_grad():
+        with_onednn = net({'x': x, 'mode': 'infer'})[0]['recons'].numpy()
+        monkeypatch.setattr(channels_last, '_use_onednn', lambda: False)
+        without = net({'x': x, 'mode': 'infer'})[0]['recons'].numpy()
+    np.testing.assert_array_equal(with_onednn, without)
