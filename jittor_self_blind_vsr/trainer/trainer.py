@@ -9,6 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
+from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 
 jt = import_jittor(current_device() or 'auto')
 
@@ -29,15 +30,30 @@ def optimizer_state(optimizer, names):
     return {'n_step': int(optimizer.n_step), 'm': first, 'v': second}
 
 
-def load_optimizer_state(optimizer, state, names):
+def load_optimizer_state(optimizer, state, names, path):
     for group in optimizer.param_groups:
         for param, m, v in zip(group['params'], group['m'], group['values']):
             name = names[id(param)]
-            if name not in state['m'] or state['m'][name].shape != tuple(param.shape):
-                raise ValueError(f'the saved optimizer state does not match parameter {name}')
+            for moments in (state['m'], state['v']):
+                if not isinstance(moments.get(name), np.ndarray) or moments[name].shape != tuple(param.shape):
+                    raise CheckpointError(f'the optimizer state in {path} does not fit parameter {name} '
+                                          f'(continue with the options the run was started with)')
             m.update(jt.array(state['m'][name]).stop_grad())
             v.update(jt.array(state['v'][name]).stop_grad())
     optimizer.n_step = state['n_step']
+
+
+def check_state(state, path):
+    """Raise CheckpointError unless `state` has the layout `Trainer.state()` writes."""
+    if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
+        raise CheckpointError(f'{path} is not a training state written by this version of sbvsr-train')
+    optimizer = state.get('optimizer')
+    complete = (isinstance(state.get('epoch'), int) and isinstance(state.get('model'), dict)
+                and isinstance(state.get('logs'), dict) and all(isinstance(v, list) for v in state['logs'].values())
+                and isinstance(optimizer, dict) and isinstance(optimizer.get('n_step'), int)
+                and isinstance(optimizer.get('m'), dict) and isinstance(optimizer.get('v'), dict))
+    if not complete:
+        raise CheckpointError(f'{path} is damaged: parts of the training state are missing')
 
 
 class Trainer:
@@ -85,11 +101,10 @@ class Trainer:
         }
 
     def restore(self, state):
-        if state.get('version') != STATE_VERSION:
-            raise ValueError(f'{self.ckp.state_path} was written by an incompatible version')
+        check_state(state, self.ckp.state_path)
         self.model.load_numpy_state_dict(state['model'], strict=True)
         if self.optimizer is not None:
-            load_optimizer_state(self.optimizer, state['optimizer'], self.names)
+            load_optimizer_state(self.optimizer, state['optimizer'], self.names, self.ckp.state_path)
         self.epoch = state['epoch']
         self.logs = OrderedDict((name, list(values)) for name, values in state['logs'].items())
         self.ckp.write_log(f'Continue from epoch {self.epoch}...')

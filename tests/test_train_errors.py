@@ -1,0 +1,81 @@
+"""sbvsr-train on bad input: one sentence on stderr, exit status 1, no traceback, nothing started."""
+import pickle
+
+import numpy as np
+import pytest
+
+from hr_clips import make_hr_clips
+from jittor_self_blind_vsr.main import main
+from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    make_hr_clips(root / 'train' / 'HR', n_videos=1, n_frames=5)
+    make_hr_clips(root / 'test_hr', n_videos=1, n_frames=5)
+    generate(str(root / 'test_hr'), str(root / 'test'), kind='Gaussian', progress=False)
+    return root
+
+
+def run(dataset, experiments, capsys, *extra):
+    argv = ['--template', 'Self_Blind_VSR_CPU', '--dir_data', str(dataset / 'train'),
+            '--dir_data_test', str(dataset / 'test'), '--experiment_dir', str(experiments),
+            '--random_flow_init', '--pretrain_models_dir', str(dataset / 'none'), '--save', 'run', *extra]
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize('extra, message', [
+    (lambda d: ['--dir_data', str(d / 'nope')], lambda d: f'gt frames folder not found: {d / "nope" / "HR"}'),
+    (lambda d: ['--data_train', 'NOPE'],
+     lambda d: "unknown dataset 'NOPE'; choose one of REDS_BLURDOWN_GAUSSIAN, REDS_BLURDOWN_REALISTIC, "
+               "REDS_HRLR, VIDEO_LR"),
+    (lambda d: ['--dir_data_test', str(d / 'train')],
+     lambda d: f'input frames folder not found: {d / "train" / "LR_blurdown_x4"}'),
+], ids=['missing-train-folder', 'unknown-dataset', 'test-set-without-lr'])
+def test_bad_dataset_is_one_sentence(dataset, tmp_path, capsys, extra, message):
+    code, err = run(dataset, tmp_path / 'exp', capsys, *extra(dataset))
+    assert code == 1
+    assert err == [f'sbvsr-train: {message(dataset)}']
+    assert not (tmp_path / 'exp').exists()
+
+
+def model_state():
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    return PWC_Recons(n_feat=32, extra_RBS=1, recons_RBS=2, flow_pretrain_fn='.').numpy_state_dict()
+
+
+def training_state():
+    model = model_state()
+    zeros = {key: np.zeros_like(value) for key, value in model.items()}
+    return {'version': 1, 'epoch': 1, 'model': model, 'logs': {'psnr': [20.0]},
+            'optimizer': {'n_step': 5, 'm': dict(zeros), 'v': dict(zeros)}}
+
+
+def without(state, *path):
+    *parents, last = path
+    for key in parents:
+        state = state[key]
+    del state[last]
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda s: [1, 2, 3], 'is not a training state written by this version of sbvsr-train'),
+    (lambda s: {**s, 'version': 7}, 'is not a training state written by this version of sbvsr-train'),
+    (lambda s: without(s, 'optimizer') or s, 'is damaged: parts of the training state are missing'),
+    (lambda s: {**s, 'logs': [1.0]}, 'is damaged: parts of the training state are missing'),
+    (lambda s: without(s, 'optimizer', 'v', 'in_conv.0.weight') or s,
+     'does not fit parameter in_conv.0.weight (continue with the options the run was started with)'),
+], ids=['a-list', 'other-version', 'no-optimizer', 'logs-not-a-dict', 'optimizer-lacks-a-parameter'])
+def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, message):
+    folder = tmp_path / 'exp' / 'run'
+    folder.mkdir(parents=True)
+    with open(folder / 'training_state.pkl', 'wb') as handle:
+        pickle.dump(change(training_state()), handle)
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith('sbvsr-train: ') and message in err[0], err
+    assert str(folder / 'training_state.pkl') in err[0]
