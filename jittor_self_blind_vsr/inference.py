@@ -308,7 +308,11 @@ def load_model(args):
     except RuntimeError as error:
         raise InferenceError(str(error)) from None
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    net = PWC_Recons(**config, device=current_device(), align_corners=args.align_corners)
+    try:
+        net = PWC_Recons(**config, device=current_device(), align_corners=args.align_corners)
+    except Exception as error:  # the shapes of a damaged or foreign file can imply any configuration
+        raise InferenceError(f'{args.model_path} does not fit the model: its shapes imply a configuration '
+                             f'the model cannot be built with ({error})') from None
     problem = mismatch_sentence(args.model_path, state, {k: tuple(v.shape) for k, v in net.state_dict().items()})
     if problem:
         raise InferenceError(problem)

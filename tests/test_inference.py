@@ -294,6 +294,9 @@ def bad_cases(data, tmp):
     del broken_model['recons_net.1.conv2.bias']
     save_state_dict_file(broken_model, tmp / 'broken.pkl')
     (tmp / 'notes.pkl').write_text('not a model')
+    featureless = seeded_state(parity_file('small_config_keys.tsv'), 0)
+    featureless['in_conv.0.weight'] = np.zeros((0, 3, 3, 3), np.float32)  # implies n_feat = 0
+    save_state_dict_file(featureless, tmp / 'featureless.pkl')
     garbage = link_tree(data / 'LR', tmp / 'garbage')
     os.unlink(garbage / 'clipB' / '00000003.png')
     (garbage / 'clipB' / '00000003.png').write_bytes(b'\x00garbage')
@@ -308,6 +311,9 @@ def bad_cases(data, tmp):
         'unreadable image': (['--input_path', str(garbage)], 'cannot read image'),
         'model not a checkpoint': (['--model_path', str(tmp / 'notes.pkl')], 'notes.pkl'),
         'model keys': (['--model_path', str(tmp / 'broken.pkl')], 'recons_net.1.conv2.bias'),
+        'model unbuildable': (['--model_path', str(tmp / 'featureless.pkl')],
+                              'featureless.pkl does not fit the model: its shapes imply a configuration the model '
+                              'cannot be built with (out_channels must be greater than zero, got 0)'),
         'model scale': (['--scale', '1', '--gt_path', str(data / 'LR')], 'upsamples by 4, but --scale is 1'),
     }
 
