@@ -109,13 +109,22 @@ def _model_builder(flow_only):
     return lambda config: PWC_Recons(flow_pretrain_fn='.', **config)
 
 
+def load_checked(network, state, path):
+    """Load `state` strictly into `network`; CheckpointError naming the first keys or shapes that do not fit."""
+    from jittor_self_blind_vsr.model import load_numpy_state_dict
+    # Var shapes are known without running anything: no parameter is computed here.
+    sentence = mismatch_sentence(path, state, {k: tuple(v.shape) for k, v in network.state_dict().items()})
+    if sentence:
+        raise CheckpointError(sentence)
+    load_numpy_state_dict(network, state, strict=True)
+
+
 def check_against_model(path, state, flow_only):
     """Load `state` strictly into the Jittor model (PWC-Net alone for a flow-only file).
 
     Returns the configuration inferred from the shapes; raises CheckpointError naming
     the first keys or shapes that do not fit.
     """
-    from jittor_self_blind_vsr.model import StateDictMismatch, load_numpy_state_dict
     config = infer_config(state)
     build = _model_builder(flow_only)
     try:
@@ -123,15 +132,7 @@ def check_against_model(path, state, flow_only):
     except Exception as exc:  # any shapes can come from a damaged or foreign file
         raise CheckpointError(f'{path} does not fit the model: its shapes imply a configuration the model '
                               f'cannot be built with ({_format_config(config)}: {exc})') from None
-    # Var shapes are known without running anything: no parameter is computed here.
-    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
-    sentence = mismatch_sentence(path, state, expected)
-    if sentence:
-        raise CheckpointError(sentence)
-    try:
-        load_numpy_state_dict(network, state, strict=True)
-    except StateDictMismatch as exc:
-        raise CheckpointError(f'{path} does not fit the model: {exc}') from None
+    load_checked(network, state, path)
     return config
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, mismatch_sentence
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, load_checked
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, list_images, list_subfolders, read_image,
@@ -313,10 +313,7 @@ def load_model(args):
     except Exception as error:  # the shapes of a damaged or foreign file can imply any configuration
         raise InferenceError(f'{args.model_path} does not fit the model: its shapes imply a configuration '
                              f'the model cannot be built with ({error})') from None
-    problem = mismatch_sentence(args.model_path, state, {k: tuple(v.shape) for k, v in net.state_dict().items()})
-    if problem:
-        raise InferenceError(problem)
-    net.load_numpy_state_dict(state, strict=True)
+    load_checked(net, state, args.model_path)
     net.eval()
     return jt, net, config
 

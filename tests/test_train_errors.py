@@ -43,9 +43,21 @@ def test_bad_dataset_is_one_sentence(dataset, tmp_path, capsys, extra, message):
     assert not (tmp_path / 'exp').exists()
 
 
-def model_state():
+def model_state(n_feat=32):
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    return PWC_Recons(n_feat=32, extra_RBS=1, recons_RBS=2, flow_pretrain_fn='.').numpy_state_dict()
+    return PWC_Recons(n_feat=n_feat, extra_RBS=1, recons_RBS=2, flow_pretrain_fn='.').numpy_state_dict()
+
+
+def test_pre_train_that_does_not_fit_is_named_in_one_short_sentence(dataset, tmp_path, capsys):
+    from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
+    state = model_state()
+    del state['in_conv.0.bias']
+    state['foo.weight'] = np.zeros(3, np.float32)
+    save_state_dict_file(state, tmp_path / 'other.pkl')
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--pre_train', str(tmp_path / 'other.pkl'))
+    assert code == 1
+    assert err == [f'sbvsr-train: {tmp_path / "other.pkl"} does not fit the model: its keys foo.weight are not in '
+                   "the model; it lacks 1 of the model's tensors, first in_conv.0.bias"]
 
 
 def training_state():
@@ -69,7 +81,10 @@ def without(state, *path):
     (lambda s: {**s, 'logs': [1.0]}, 'is damaged: parts of the training state are missing'),
     (lambda s: without(s, 'optimizer', 'v', 'in_conv.0.weight') or s,
      'does not fit parameter in_conv.0.weight (continue with the options the run was started with)'),
-], ids=['a-list', 'other-version', 'no-optimizer', 'logs-not-a-dict', 'optimizer-lacks-a-parameter'])
+    (lambda s: {**s, 'model': model_state(n_feat=16)},
+     'does not fit the model: in_conv.0.weight has shape 16x3x3x3 in the file but 32x3x3x3 in the model (and '),
+], ids=['a-list', 'other-version', 'no-optimizer', 'logs-not-a-dict', 'optimizer-lacks-a-parameter',
+        'model-of-other-width'])
 def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, message):
     folder = tmp_path / 'exp' / 'run'
     folder.mkdir(parents=True)
@@ -77,5 +92,5 @@ def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, m
         pickle.dump(change(training_state()), handle)
     code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
     assert code == 1
-    assert len(err) == 1 and err[0].startswith('sbvsr-train: ') and message in err[0], err
+    assert len(err) == 1 and err[0].startswith('sbvsr-train: ') and message in err[0] and len(err[0]) < 300, err
     assert str(folder / 'training_state.pkl') in err[0]

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import load_checked
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 
@@ -102,7 +103,7 @@ class Trainer:
 
     def restore(self, state):
         check_state(state, self.ckp.state_path)
-        self.model.load_numpy_state_dict(state['model'], strict=True)
+        load_checked(self.model, state['model'], self.ckp.state_path)
         if self.optimizer is not None:
             load_optimizer_state(self.optimizer, state['optimizer'], self.names, self.ckp.state_path)
         self.epoch = state['epoch']
