@@ -25,14 +25,13 @@ if __package__ in (None, ''):  # started as `python inference.py` from inside th
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, load_checked
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
-from jittor_self_blind_vsr.utils.image_io import (ImageReadError, list_images, list_subfolders, read_image,
-                                                  write_bytes_atomic, write_image)
+from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
+                                                  read_image, write_bytes_atomic, write_image)
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 CROP_BORDER = 4
@@ -162,20 +161,11 @@ class FrameSource:
             capture.release()
 
 
-def _image_size(path):
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError):
-        raise InferenceError(f'cannot read image {path}') from None
-    return height, width
-
-
 def probe_image_folder(folder):
     paths = list_images(folder)
     if not paths:
         raise InferenceError(f'no .png/.jpg/.bmp frames in {folder}')
-    sizes = [_image_size(p) for p in paths]
+    sizes = [image_size(p) for p in paths]
     for path, size in zip(paths, sizes):
         if size != sizes[0]:
             raise InferenceError(f'frames of one clip must have one size, but {path} is {size[1]}x{size[0]} '

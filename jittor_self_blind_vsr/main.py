@@ -91,8 +91,9 @@ def user_errors():
     from jittor_self_blind_vsr.loss import LossStringError
     from jittor_self_blind_vsr.model import StateDictMismatch
     from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
-    return (OptionError, StartError, DatasetError, ExperimentError, LossStringError, StateDictMismatch,
-            CheckpointError)
+    from jittor_self_blind_vsr.utils.image_io import ImageReadError
+    return (OptionError, StartError, DatasetError, ImageReadError, ExperimentError, LossStringError,
+            StateDictMismatch, CheckpointError)
 
 
 def main(argv=None):

@@ -272,6 +272,16 @@ def test_other_bad_settings(test_set):
     assert set(DATASETS) == {'REDS_BLURDOWN_GAUSSIAN', 'REDS_BLURDOWN_REALISTIC', 'REDS_HRLR', 'VIDEO_LR'}
 
 
+@pytest.mark.parametrize('name, patch_size, message', [
+    ('REDS_BLURDOWN_GAUSSIAN', 17, 'video 000: frames of 64x64 pixels are smaller than the 68x68 training patch'),
+    ('REDS_HRLR', 17, 'video 000: frames of 16x16 pixels are smaller than the 17x17 training patch'),
+])
+def test_a_patch_larger_than_the_frames_is_refused_before_any_sample(test_set, name, patch_size, message):
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        make_dataset(name, make_args(test_set, patch_size=patch_size), train=True)
+    make_dataset(name, make_args(test_set, patch_size=patch_size - 1), train=True)  # the largest that fits
+
+
 def test_hr_that_is_not_scale_times_lr_is_refused(test_set, tmp_path):
     root = tmp_path / 'set'
     shutil.copytree(test_set, root)

@@ -46,6 +46,14 @@ def test_unreadable_files_raise_image_read_error(tmp_path):
         read_image(tmp_path / 'empty.jpg')
 
 
+def test_image_size_reads_the_header(tmp_path):
+    write_image(tmp_path / 'a.png', np.zeros((5, 9, 3), dtype=np.uint8))
+    assert image_io.image_size(tmp_path / 'a.png') == (5, 9)
+    (tmp_path / 'text.png').write_text('hello')
+    with pytest.raises(ImageReadError, match=r'cannot read image \(not a valid PNG/JPEG/BMP file\?\): .*text.png'):
+        image_io.image_size(tmp_path / 'text.png')
+
+
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / 'frame.png'
     write_image(target, np.zeros((2, 2, 3), dtype=np.uint8))

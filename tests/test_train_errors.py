@@ -12,7 +12,7 @@ from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp('data')
-    make_hr_clips(root / 'train' / 'HR', n_videos=1, n_frames=5)
+    make_hr_clips(root / 'train' / 'HR', n_videos=1, n_frames=5, size=(96, 96))  # the CPU template's HR patch
     make_hr_clips(root / 'test_hr', n_videos=1, n_frames=5)
     generate(str(root / 'test_hr'), str(root / 'test'), kind='Gaussian', progress=False)
     return root
@@ -40,6 +40,25 @@ def test_bad_dataset_is_one_sentence(dataset, tmp_path, capsys, extra, message):
     code, err = run(dataset, tmp_path / 'exp', capsys, *extra(dataset))
     assert code == 1
     assert err == [f'sbvsr-train: {message(dataset)}']
+    assert not (tmp_path / 'exp').exists()
+
+
+def test_patch_larger_than_the_frames_is_refused_before_the_experiment_starts(dataset, tmp_path, capsys):
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--patch_size', '25', '--n_threads', '2')
+    assert code == 1
+    assert err == ['sbvsr-train: video 000: frames of 96x96 pixels are smaller than the 100x100 training patch '
+                   '(lower --patch_size)']
+    assert not (tmp_path / 'exp').exists()
+
+
+def test_unreadable_frame_is_one_sentence(dataset, tmp_path, capsys):
+    train = tmp_path / 'train'
+    make_hr_clips(train / 'HR', n_videos=1, n_frames=5, size=(96, 96))
+    (train / 'HR' / '000' / '00000000.png').write_bytes(b'not a png')
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--dir_data', str(train))
+    assert code == 1
+    assert err == ['sbvsr-train: cannot read image (not a valid PNG/JPEG/BMP file?): '
+                   f'{train / "HR" / "000" / "00000000.png"}']
     assert not (tmp_path / 'exp').exists()
 
 

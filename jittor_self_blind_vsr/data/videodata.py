@@ -14,7 +14,7 @@ import numpy as np
 from scipy import io as scio
 
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
-from jittor_self_blind_vsr.utils.image_io import list_images, list_subfolders, read_image
+from jittor_self_blind_vsr.utils.image_io import image_size, list_images, list_subfolders, read_image
 from jittor_self_blind_vsr.utils.matlab_imresize import imresize
 
 Dataset = import_jittor(current_device() or 'auto').dataset.Dataset
@@ -121,6 +121,7 @@ class VIDEODATA(Dataset):
     `total_len` is the number of samples, `len()` the number of batches.
     """
     has_hr = True
+    patch_stream = 'input'  # the stream training patches are cut from
 
     def __init__(self, args, name='', train=True):
         super().__init__()
@@ -134,6 +135,8 @@ class VIDEODATA(Dataset):
             raise DatasetError(f'the datasets read RGB frames, so n_colors must be 3, not {args.n_colors}')
         self._set_filesystem(args.dir_data if train else args.dir_data_test)
         self.frames = self._scan()
+        if train:
+            self._check_patch_fits()
         first = next(iter(self.frames.values()))
         self.n_frames_video = [len(paths) for _, paths in first]
         self.num_video = len(self.n_frames_video)
@@ -169,6 +172,19 @@ class VIDEODATA(Dataset):
             if len(paths) < self.n_seq:
                 raise DatasetError(f'video {video} has {len(paths)} frames, fewer than n_sequence={self.n_seq}')
         return frames
+
+    def patch_extent(self):
+        """Side of the square training patch cut from `patch_stream`."""
+        return self.args.patch_size
+
+    def _check_patch_fits(self):
+        # Checked on the file headers before training starts, not in a loader worker at the first batch.
+        size = self.patch_extent()
+        for video, paths in self.frames[self.patch_stream]:
+            height, width = image_size(paths[0])
+            if height < size or width < size:
+                raise DatasetError(f'video {video}: frames of {height}x{width} pixels are smaller than the '
+                                   f'{size}x{size} training patch (lower --patch_size)')
 
     def _load_all(self):
         """Every frame of every stream as uint8 (n, H, W, 3) arrays (uint8 keeps RAM 8x below the

@@ -14,12 +14,16 @@ class VIDEODATA_ONLINE(VIDEODATA):
     (patch_size*scale)^2 HR clip patch (smooth patches redrawn, flipped/rotated), one kernel
     from `get_blur_kernel()` for the whole clip, LR = blur_down(HR) unrounded.
     Training only, as the original."""
+    patch_stream = 'gt'
 
     def __init__(self, args, name='', train=True):
         if not train:
             raise DatasetError(f'{name} degrades frames at random for training; '
                                'evaluate on a generated set (REDS_HRLR) instead')
         super().__init__(args, name=name, train=train)
+
+    def patch_extent(self):
+        return self.args.patch_size * self.args.scale
 
     def _set_filesystem(self, dir_data):
         self.apath = dir_data

@@ -9,6 +9,7 @@ import tempfile
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 
@@ -68,6 +69,16 @@ def read_image(path):
     if bgr is None:
         raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_size(path):
+    """(height, width) from the file's header, without decoding the pixels; ImageReadError when unreadable."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError):
+        raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}') from None
+    return height, width
 
 
 def _encode(path, rgb):
