@@ -27,6 +27,15 @@ def test_command_line_overrides_the_template():
     assert args.n_feat == 128  # untouched template values stay
 
 
+def test_switches_set_by_a_template_can_be_turned_off():
+    published = parse_args(['--template', 'Self_Blind_VSR_Gaussian'])
+    assert published.save_middle_models is True and published.save_images is False
+    args = parse_args(['--template', 'Self_Blind_VSR_Gaussian', '--save_middle_models', 'false', '--save_images'])
+    assert args.save_middle_models is False and args.save_images is True
+    assert parse_args(['--template', 'Self_Blind_VSR_CPU', '--save_images', 'no']).save_images is False
+    assert parse_args(['--resume', '--epochs', '3']).resume is True  # a bare switch before another option
+
+
 def test_epochs_zero_means_endless():
     assert parse_args(['--epochs', '0']).epochs >= 10 ** 8
 

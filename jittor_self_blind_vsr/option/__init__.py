@@ -32,6 +32,10 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
 
+# A switch: `--name` or `--name true` turns it on, `--name false` off (also when a template turned it on).
+FLAG = dict(type=str2bool, nargs='?', const=True, default=False, metavar='BOOL')
+
+
 def _add_hardware(parser):
     group = parser.add_argument_group('hardware')
     group.add_argument('--n_threads', type=int, default=4, help='number of data loading worker processes')
@@ -50,15 +54,15 @@ def _add_data(parser):
     group.add_argument('--dir_data_test', default='../dataset/REDS4_BlurDown_Gaussian', help='test set folder')
     group.add_argument('--data_train', default='REDS_BLURDOWN_GAUSSIAN', help='training dataset class')
     group.add_argument('--data_test', default='REDS_HRLR', help='test dataset class')
-    group.add_argument('--process', action='store_true', help='load the whole dataset into RAM')
+    group.add_argument('--process', **FLAG, help='load the whole dataset into RAM')
     group.add_argument('--scale', type=int, default=4, help='super-resolution scale')
     group.add_argument('--patch_size', type=int, default=160, help='HR training patch size')
     group.add_argument('--size_must_mode', type=int, default=1,
                        help='the network input size must be a multiple of this number')
-    group.add_argument('--HR_in', action='store_true', help='the network input is bicubic-upsampled')
+    group.add_argument('--HR_in', **FLAG, help='the network input is bicubic-upsampled')
     group.add_argument('--rgb_range', type=int, default=1, help='maximum RGB value')
     group.add_argument('--n_colors', type=int, default=3, help='number of colour channels')
-    group.add_argument('--no_augment', action='store_true', help='no flip/rotation augmentation')
+    group.add_argument('--no_augment', **FLAG, help='no flip/rotation augmentation')
     group.add_argument('--test_padding', type=int, default=0, help='padding at test time, cropped afterwards')
     group.add_argument('--n_sequence', type=int, default=5, help='frames per input clip')
     group.add_argument('--n_frames_per_video', type=int, default=50, help='frames used from each training video')
@@ -76,7 +80,7 @@ def _add_model(parser):
     group.add_argument('--align_corners', type=str2bool, default=True,
                        help="grid_sample semantics: true as PyTorch 0.4.1 (the published weights), "
                             "false as PyTorch >= 1.3")
-    group.add_argument('--random_flow_init', action='store_true',
+    group.add_argument('--random_flow_init', **FLAG,
                        help='start PWC-Net from random weights when no pretrained file is found')
 
 
@@ -85,7 +89,7 @@ def _add_training(parser):
     group.add_argument('--test_every', type=int, default=1000, help='batches per epoch (sets dataset repeat)')
     group.add_argument('--epochs', type=int, default=500, help='epochs to train (0: endless)')
     group.add_argument('--batch_size', type=int, default=8, help='training batch size')
-    group.add_argument('--test_only', action='store_true', help='only evaluate model_best of the experiment')
+    group.add_argument('--test_only', **FLAG, help='only evaluate model_best of the experiment')
     group.add_argument('--loss', default='1*L1', help="reconstruction loss, e.g. '1*L1' or '1*L1+0.5*MSE'")
     group.add_argument('--lr', type=float, default=1e-4, help='learning rate')
     group.add_argument('--flow_lr', type=float, default=1e-6, help='learning rate of the PWC-Net parameters')
@@ -104,12 +108,12 @@ def _add_logging(parser):
     group.add_argument('--pretrain_models_dir', default='../pretrain_models/',
                        help='folder holding network-default.pkl/.pt/.pytorch (PWC-Net initial weights)')
     group.add_argument('--save', default='default_save', help='experiment name')
-    group.add_argument('--save_middle_models', action='store_true', help='keep the model of every epoch')
+    group.add_argument('--save_middle_models', **FLAG, help='keep the model of every epoch')
     group.add_argument('--load', default='.', help='experiment name to continue')
-    group.add_argument('--resume', action='store_true',
+    group.add_argument('--resume', **FLAG,
                        help='continue the experiment (--load, else --save) from its latest checkpoint')
     group.add_argument('--print_every', type=int, default=100, help='batches between log lines')
-    group.add_argument('--save_images', action='store_true', help='write gt/lr/sr/kernel images at evaluation')
+    group.add_argument('--save_images', **FLAG, help='write gt/lr/sr/kernel images at evaluation')
 
 
 def build_parser():
@@ -127,10 +131,7 @@ def template_names():
 
 
 def _convert(action, key, text, path):
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        convert = str2bool
-    else:
-        convert = action.type or str
+    convert = action.type or str
     try:
         value = convert(text)
     except (ValueError, argparse.ArgumentTypeError):
