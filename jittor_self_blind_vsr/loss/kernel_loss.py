@@ -7,41 +7,28 @@ jt = import_jittor()
 nn = jt.nn
 
 
-def create_gaussian(size, sigma1, sigma2=-1, is_tensor=False):
-    """Outer product of two sampled 1-D Gaussians on -size//2+1 .. size//2 (float64 ndarray, or a Var)."""
+def create_gaussian(size, sigma1, sigma2=-1):
+    """Outer product of two sampled 1-D Gaussians on -size//2+1 .. size//2 (float64 ndarray)."""
     def gauss(sigma):
         return [np.exp(-z ** 2 / (2 * sigma ** 2)) / np.sqrt(2 * np.pi * sigma ** 2)
                 for z in range(-size // 2 + 1, size // 2 + 1)]
     func1 = gauss(sigma1)
     func2 = func1 if sigma2 == -1 else gauss(sigma2)
-    out = np.outer(func1, func2)
-    return jt.array(out.astype(np.float32)) if is_tensor else out
+    return np.outer(func1, func2)
 
 
 def create_penalty_mask(k_size, penalty_scale):
     """Weights growing towards the kernel's border; zero on the central region."""
     center_size = k_size // 2 + k_size % 2
-    mask = create_gaussian(size=k_size, sigma1=k_size, is_tensor=False)
+    mask = create_gaussian(size=k_size, sigma1=k_size)
     mask = 1 - mask / np.max(mask)
     margin = (k_size - center_size) // 2 - 1
     mask[margin:-margin, margin:-margin] = 0
     return penalty_scale * mask
 
 
-def map2tensor(gray_map):
-    """(H, W) array -> (1, 1, H, W) float32 Var."""
-    return jt.array(np.asarray(gray_map, dtype=np.float32))[None, None]
-
-
 def l1_loss(a, b):
     return jt.abs(a - b).mean()
-
-
-class SumOfWeightsLoss(nn.Module):
-    """|1 - sum(kernel)| (over the whole batch, as the original)."""
-
-    def execute(self, kernel):
-        return jt.abs(1.0 - kernel.sum())
 
 
 class CentralizedLoss(nn.Module):
