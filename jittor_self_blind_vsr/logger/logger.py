@@ -12,6 +12,7 @@ Starting a new experiment over an existing folder renames that folder to
 `<save>_archived_<time>` first. Under MPI only rank 0 touches files.
 """
 import datetime
+import io
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tqdm import tqdm  # noqa: E402
 
 from jittor_self_blind_vsr.utils.checkpoint import (load_pickle_safe, save_pickle_atomic,  # noqa: E402
                                                     save_state_dict_file)
-from jittor_self_blind_vsr.utils.image_io import write_image  # noqa: E402
+from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic, write_image  # noqa: E402
 
 STATE_FILE = 'training_state.pkl'
 IMAGE_POSTFIXES = ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel')
@@ -42,12 +43,6 @@ def _archive(folder):
         number += 1
     os.rename(folder, target)
     return target
-
-
-def _atomic_savefig(fig, path):
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    fig.savefig(tmp, format='png')
-    os.replace(tmp, path)
 
 
 class Logger:
@@ -131,8 +126,10 @@ class Logger:
         plt.xlabel('Epochs')
         plt.ylabel(ylabel)
         plt.grid(True)
-        _atomic_savefig(fig, self.dir / filename)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format='png')
         plt.close(fig)
+        write_bytes_atomic(self.dir / filename, buffer.getvalue())
 
     def save_images(self, clip_name, images):
         """`clip_name` 'video.frame'; `images` {postfix: HxWx3 uint8} written as PNG files."""
