@@ -31,7 +31,7 @@ from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, load_c
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
-                                                  read_image, write_bytes_atomic, write_image)
+                                                  read_image, to_uint8_image, write_bytes_atomic, write_image)
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 CROP_BORDER = 4
@@ -466,12 +466,6 @@ class ResultSink(threading.Thread):
                 self.error = error
 
 
-def to_uint8(output):
-    """The original's tensor2numpy: *255, clamp, round half to even, HxWx3 uint8."""
-    image = np.clip(output * np.float32(255), 0, 255).round()
-    return image.transpose(1, 2, 0).astype(np.uint8)
-
-
 # ---------------------------------------------------------------- one run
 
 def _finite(value):
@@ -531,7 +525,7 @@ class InferenceRun:
             self.close_video(job.clip)
             return
         start = time.perf_counter()
-        image = to_uint8(job.output)
+        image = to_uint8_image(job.output)
         record = dict(frame=job.frame, **{k: job.times[k] for k in TIME_KEYS})
         if job.gt is not None:
             record['psnr'] = calc_psnr(image, job.gt, CROP_BORDER)

@@ -46,6 +46,20 @@ def test_unreadable_files_raise_image_read_error(tmp_path):
         read_image(tmp_path / 'empty.jpg')
 
 
+# float32 values whose x*255 rounds one way in float32 (the original's tensors) and the other in float64
+ROUNDING_TIES = np.array([0.38627452, 0.5862745, 0.29215688, 1.2, -0.1], dtype=np.float32)
+
+
+def test_to_uint8_image_rounds_as_the_originals_float32_tensors():
+    torch = pytest.importorskip('torch')
+    chw = np.tile(ROUNDING_TIES, (3, 2, 1))
+    expected = torch.from_numpy(chw).mul(255.).clamp(0, 255).round().numpy().transpose(1, 2, 0).astype(np.uint8)
+    assert expected[0, :3, 0].tolist() == [98, 150, 74]  # float64 arithmetic would give 99, 149, 75
+    out = image_io.to_uint8_image(chw)
+    assert out.dtype == np.uint8 and out.shape == (2, 5, 3)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_image_size_reads_the_header(tmp_path):
     write_image(tmp_path / 'a.png', np.zeros((5, 9, 3), dtype=np.uint8))
     assert image_io.image_size(tmp_path / 'a.png') == (5, 9)

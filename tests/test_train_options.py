@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jittor_self_blind_vsr.option import OptionError, parse_args, template_names
@@ -91,6 +92,12 @@ def test_weighted_loss_terms():
     assert values['total'] == pytest.approx(expected, rel=1e-6)
     assert values['sparse'] == pytest.approx(1 / 13.)  # mean of sqrt(1/169)
     assert values['center'] == pytest.approx(0.0, abs=1e-9)  # a flat kernel is centred
+
+
+def test_saved_evaluation_images_round_as_the_original():
+    from jittor_self_blind_vsr.trainer.trainer_flow_video import to_uint8
+    grey = np.array([[[0.38627452, 0.5862745, 0.29215688]]], dtype=np.float32)  # (1, 1, 3): a kernel map
+    assert to_uint8(grey).tolist() == [[[98] * 3, [150] * 3, [74] * 3]]  # float32 arithmetic, as torch's
 
 
 def test_step_schedule_as_the_original():

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from jittor_self_blind_vsr.runtime import seed_everything
 from jittor_self_blind_vsr.trainer.trainer import Trainer, jt
+from jittor_self_blind_vsr.utils.image_io import to_uint8_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr
 
 # The original's parameter groups; the last one (PWC-Net) gets its own small rate.
@@ -34,9 +35,8 @@ def float_psnr(a, b):
 
 
 def to_uint8(chw):
-    """(C, H, W) float in [0, 1] -> HxWx3 uint8, rounded as the original's postprocess."""
-    image = np.clip(np.round(np.asarray(chw, np.float64) * 255.), 0, 255).astype(np.uint8)
-    image = np.transpose(image, (1, 2, 0))
+    """(C, H, W) float in [0, 1] -> HxWx3 uint8 (a grey kernel map repeated to three channels)."""
+    image = to_uint8_image(chw)
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
 

@@ -71,6 +71,13 @@ def read_image(path):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def to_uint8_image(chw):
+    """A (C, H, W) network output in [0, 1] as an HxWxC uint8 image, as the original's tensor2numpy
+    and postprocess: times 255 in float32, clamped, rounded half to even."""
+    image = np.clip(np.asarray(chw, np.float32) * np.float32(255), 0, 255).round()
+    return image.transpose(1, 2, 0).astype(np.uint8)
+
+
 def image_size(path):
     """(height, width) from the file's header, without decoding the pixels; ImageReadError when unreadable."""
     try:
