@@ -293,6 +293,19 @@ def test_hr_that_is_not_scale_times_lr_is_refused(test_set, tmp_path):
         make_dataset('REDS_HRLR', make_args(root), train=False)[0]
 
 
+def test_hr_size_is_checked_when_the_test_set_is_built(test_set, tmp_path):
+    root = tmp_path / 'set'
+    shutil.copytree(test_set, root)
+    for f in range(N_FRAMES):
+        path = root / 'HR' / '001' / f'{f:08d}.png'
+        write_image(path, read_image(path)[:60, :62])
+    with pytest.raises(DatasetError, match=re.escape('the HR frames of video 001 (60x62) are not 4 times '
+                                                     'its LR frames (16x16)')):
+        make_dataset('REDS_HRLR', make_args(root), train=False)
+    # cropped to a multiple of 5, the LR frames are 15x15: 60x62 HR frames cover them
+    assert make_dataset('REDS_HRLR', make_args(root, size_must_mode=5), train=False)[3][1].shape == (5, 3, 60, 60)
+
+
 def test_frames_of_different_sizes_in_a_window_are_refused(test_set, tmp_path):
     root = tmp_path / 'lr'
     shutil.copytree(test_set / 'LR_blurdown_x4', root)

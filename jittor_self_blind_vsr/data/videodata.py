@@ -135,8 +135,7 @@ class VIDEODATA(Dataset):
             raise DatasetError(f'the datasets read RGB frames, so n_colors must be 3, not {args.n_colors}')
         self._set_filesystem(args.dir_data if train else args.dir_data_test)
         self.frames = self._scan()
-        if train:
-            self._check_patch_fits()
+        self._check_frames()
         first = next(iter(self.frames.values()))
         self.n_frames_video = [len(paths) for _, paths in first]
         self.num_video = len(self.n_frames_video)
@@ -177,8 +176,11 @@ class VIDEODATA(Dataset):
         """Side of the square training patch cut from `patch_stream`."""
         return self.args.patch_size
 
-    def _check_patch_fits(self):
-        # Checked on the file headers before training starts, not in a loader worker at the first batch.
+    def _check_frames(self):
+        """Sizes checked on the first frame's header of every video: before training starts, not in
+        a loader worker when the first sample (or, for a test set, the first evaluation) needs them."""
+        if not self.train:
+            return
         size = self.patch_extent()
         for video, paths in self.frames[self.patch_stream]:
             height, width = image_size(paths[0])

@@ -7,6 +7,7 @@ import numpy as np
 from jittor_self_blind_vsr.data.videodata import (
     VIDEODATA, DatasetError, crop_to_multiple, frame_name, pad_kernels, random_augment,
     to_tensor_layout, unknown_kernels)
+from jittor_self_blind_vsr.utils.image_io import image_size
 
 HR_FOLDER = 'HR'
 LR_FOLDER = 'LR_blurdown_x{scale}'  # LR_blurdown_x4 for the published x4 sets
@@ -34,13 +35,25 @@ class VIDEODATA_HRLR(VIDEODATA):
             return unknown_kernels(len(paths))
         return pad_kernels([self.load_kernel(p) for p in paths])
 
+    def _check_hr_size(self, video, hr_size, lr_size):
+        """`lr_size` after the size_must_mode crop; the HR frames must cover `scale` times it."""
+        scale = self.args.scale
+        if hr_size[0] < lr_size[0] * scale or hr_size[1] < lr_size[1] * scale:
+            raise DatasetError(f'the HR frames of video {video} ({hr_size[0]}x{hr_size[1]}) are not '
+                               f'{scale} times its LR frames ({lr_size[0]}x{lr_size[1]})')
+
+    def _check_frames(self):
+        super()._check_frames()
+        mode = self.args.size_must_mode
+        for (video, hr_paths), (_, lr_paths) in zip(self.frames['gt'], self.frames['input']):
+            height, width = image_size(lr_paths[0])
+            self._check_hr_size(video, image_size(hr_paths[0]), (height - height % mode, width - width % mode))
+
     def _crop_pair(self, inputs, gts, video):
         scale = self.args.scale
         inputs = crop_to_multiple(inputs, self.args.size_must_mode)
         height, width = inputs.shape[1:3]
-        if gts.shape[1] < height * scale or gts.shape[2] < width * scale:
-            raise DatasetError(f'the HR frames of video {video} ({gts.shape[1]}x{gts.shape[2]}) are not '
-                               f'{scale} times its LR frames ({height}x{width})')
+        self._check_hr_size(video, gts.shape[1:3], (height, width))
         return inputs, gts[:, :height * scale, :width * scale]
 
     def __getitem__(self, idx):
