@@ -107,7 +107,7 @@ def parse_args(argv=None):
         for key, value in PRESETS[args.quick_test].items():
             setattr(args, key, value)
     if args.dataset_name is None:
-        args.dataset_name = os.path.splitext(os.path.basename(os.path.normpath(args.input_path)))[0]
+        args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
     if args.infer_flag == '.':
         args.infer_flag = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())
     return args
@@ -202,7 +202,7 @@ def find_clips(path, role):
     if os.path.isfile(path):
         return {os.path.splitext(os.path.basename(path))[0]: probe_video(path)}, False
     if list_images(path):
-        return {os.path.basename(os.path.normpath(path)): probe_image_folder(path)}, False
+        return {os.path.basename(os.path.abspath(path)): probe_image_folder(path)}, False
     folders = list_subfolders(path)
     if not folders:
         raise InferenceError(f'the {role} path {path} holds neither frames nor video folders')

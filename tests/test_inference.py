@@ -260,6 +260,16 @@ def test_no_gt_mode(data, tmp_path, capsys):
     assert metrics['settings']['gt_path'] is None
 
 
+def test_current_folder_as_input_is_named_after_the_folder(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(data / 'LR' / 'clipA')
+    out = tmp_path / 'out'
+    argv = ['--model_path', str(data / 'small.pkl'), '--input_path', '.', '--result_path', str(out)]
+    assert inference.main(argv) == 0
+    result = out / 'clipA' / 'unknown'
+    assert sorted(os.listdir(result)) == ['clipA', 'inference_log.txt', 'metrics.csv', 'metrics.json']
+    assert sorted(os.listdir(result / 'clipA')) == ['00000002.png', '00000003.png', '00000004.png']
+
+
 @pytest.mark.parametrize('command', [
     [sys.executable, 'inference.py'],  # the original's way, from inside the package folder
     [os.path.join(os.path.dirname(sys.executable), 'sbvsr-infer')],
