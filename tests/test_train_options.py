@@ -53,6 +53,7 @@ def test_unknown_template_lists_the_known_ones():
     (['--scale', '3'], 'power of two'),
     (['--n_GPUs', '2'], 'mpirun'),
     (['--batch_size', '0'], 'batch_size must be positive'),
+    (['--size_must_mode', '0'], 'size_must_mode must be positive'),
 ])
 def test_bad_values_are_one_sentence(argv, words):
     with pytest.raises(OptionError, match=words):

@@ -170,7 +170,7 @@ def _explicit_dests(argv):
 
 def _check(args):
     positive = ('batch_size', 'patch_size', 'epochs', 'lr_decay', 'n_sequence', 'n_feat', 'ksize',
-                'print_every', 'test_every', 'scale', 'n_GPUs')
+                'print_every', 'test_every', 'scale', 'n_GPUs', 'size_must_mode')
     for name in positive:
         if getattr(args, name) <= 0:
             raise OptionError(f'--{name} must be positive, got {getattr(args, name)}')
