@@ -62,6 +62,15 @@ def test_unreadable_frame_is_one_sentence(dataset, tmp_path, capsys):
     assert not (tmp_path / 'exp').exists()
 
 
+def test_experiment_dir_that_is_a_file_is_one_sentence(dataset, tmp_path, capsys):
+    (tmp_path / 'exp').write_text('a file')
+    code, err = run(dataset, tmp_path / 'exp', capsys)
+    assert code == 1
+    assert err == [f'sbvsr-train: cannot create the experiment folder {tmp_path / "exp" / "run"}: '
+                   f'{tmp_path / "exp"} is not a folder']
+    assert (tmp_path / 'exp').read_text() == 'a file'
+
+
 def model_state(n_feat=32):
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     return PWC_Recons(n_feat=n_feat, extra_RBS=1, recons_RBS=2, flow_pretrain_fn='.').numpy_state_dict()

@@ -64,6 +64,9 @@ class Logger:
         return self.dir / 'model' / f'model_{which}.pkl'
 
     def _check_folder(self):
+        existing = next(p for p in (self.dir, *self.dir.parents) if p.exists())
+        if not existing.is_dir():
+            raise ExperimentError(f'cannot create the experiment folder {self.dir}: {existing} is not a folder')
         if self.continuing and not self.state_path.is_file():
             raise ExperimentError(f'cannot continue: {self.state_path} does not exist '
                                   f'(start the experiment without --resume/--load first)')
