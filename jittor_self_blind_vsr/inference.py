@@ -492,8 +492,11 @@ class InferenceRun:
         parent = os.path.join(args.result_path, args.dataset_name)
         self.final = os.path.join(parent, args.blur_type)
         self.created = [d for d in (args.result_path, parent) if not os.path.isdir(d)]
-        os.makedirs(parent, exist_ok=True)
-        self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
+        except OSError as error:
+            raise InferenceError(f'cannot create the results folder {parent}: {error.strerror or error}') from None
         self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
         self.lock = threading.Lock()
         self.records = {}  # clip -> list of per-frame dicts

@@ -338,6 +338,15 @@ def test_bad_input_one_sentence_nothing_written(data, tmp_path, capsys):
         assert not out.exists(), name
 
 
+def test_result_path_that_is_a_file_is_one_sentence(data, tmp_path, capsys):
+    (tmp_path / 'out').write_text('a file')
+    capsys.readouterr()
+    assert inference.main(cli(data, tmp_path / 'out')) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f'error: cannot create the results folder {tmp_path / "out" / "REDS4"}: Not a directory']
+    assert (tmp_path / 'out').read_text() == 'a file'
+
+
 def test_failure_mid_run_keeps_previous_results(data, tmp_path, capsys):
     out = tmp_path / 'out'
     assert inference.main(cli(data, out)) == 0
