@@ -172,3 +172,39 @@ def test_auto_keeps_an_explicit_cpu_choice_on_a_gpu_machine(monkeypatch):
     assert runtime.import_jittor() is jt
     assert runtime.current_device() == 'cpu'
     assert jt.flags.use_cuda == 0
+
+
+_KERNEL_CHILD = '''
+from jittor_self_blind_vsr import runtime
+jt = runtime.import_jittor('cpu')
+jt.nn.Conv2d(128, 128, 3, padding=1)(jt.random((1, 128, 16, 16))).sync()
+print('BRGCONV_ALLOWED', runtime.onednn_uses_brgconv())
+'''
+
+
+def conv_kernel_in_child(isa=None):
+    """(oneDNN's implementation name for a 128->128 conv, runtime.onednn_uses_brgconv())
+    in a child process, with DNNL_MAX_CPU_ISA=isa or unset."""
+    env = dict(os.environ, DNNL_VERBOSE='1', log_silent='1')
+    env.pop('DNNL_MAX_CPU_ISA', None)
+    if isa:
+        env['DNNL_MAX_CPU_ISA'] = isa
+    out = subprocess.run([sys.executable, '-c', _KERNEL_CHILD], env=env, capture_output=True,
+                         text=True, timeout=600).stdout
+    kernels = [line.split(',')[4] for line in out.splitlines()
+               if line.startswith('dnnl_verbose,exec,cpu,convolution')]
+    return kernels[0], 'BRGCONV_ALLOWED True' in out
+
+
+@needs_x86_linux
+def test_onednn_convolves_with_the_direct_kernel_unless_the_user_says_otherwise():
+    """The default keeps PyTorch's accuracy (runtime.ONEDNN_MAX_CPU_ISA); a user's own
+    DNNL_MAX_CPU_ISA wins, and the trunk's layout follows it."""
+    kernel, brgconv_allowed = conv_kernel_in_child()
+    assert 'brgconv' not in kernel and not brgconv_allowed
+    cpu_flags = set(Path('/proc/cpuinfo').read_text().split())
+    if not {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'} <= cpu_flags:
+        pytest.skip('no AVX-512 core CPU: oneDNN has no brgconv here')
+    assert kernel.startswith('jit:avx512')
+    kernel, brgconv_allowed = conv_kernel_in_child('ALL')
+    assert kernel.startswith('brgconv') and brgconv_allowed

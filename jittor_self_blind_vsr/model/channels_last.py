@@ -1,16 +1,20 @@
-"""Channels-last (NHWC) convolution for the reconstruction trunk on CPU.
+"""The reconstruction trunk's memory layout: channels-last (NHWC) when oneDNN convolves
+with brgconv, NCHW otherwise.
 
-oneDNN's fastest CPU convolution (brgconv) works on NHWC. Given NCHW, as jt.nn.conv2d
-gives it, Jittor's mkl_conv reorders the input to NHWC and the output back on every
-call, and those reorders cost as much as the convolution itself at the trunk's sizes
-(LR 180x320: 45 ms of reorders around a 58 ms convolution; 4x that: 1.4 s around 1.0 s).
-Keeping the trunk's features NHWC lets oneDNN read and write them in place.
+oneDNN's brgconv kernel works on NHWC. Given NCHW, as jt.nn.conv2d gives it, Jittor's
+mkl_conv reorders the input to NHWC and the output back on every call, and those
+reorders cost as much as the convolution itself at the trunk's sizes (LR 180x320: 45 ms
+around a 58 ms convolution; 4x that: 1.4 s around 1.0 s). With brgconv the trunk's
+features therefore stay NHWC and oneDNN reads and writes them in place. The default
+direct kernel (runtime.ONEDNN_MAX_CPU_ISA) works on 16-channel blocks, which it reorders
+to faster from NCHW, so then the trunk stays NCHW. Both layouts give the same numbers
+up to float32 rounding.
 
-The weights keep PyTorch's (out, in, kh, kw) layout and names, so state dicts are the
-same as with jt.nn.Conv2d. Without oneDNN (CUDA, or a CPU build without it) the same
-function transposes around jt.nn.conv2d, which picks cuDNN or Jittor's own kernels.
+Conv2d and PixelShuffle follow the layout; their weights keep PyTorch's (out, in, kh, kw)
+layout and names, so state dicts are those of jt.nn. Without oneDNN (CUDA, a CPU build
+without it) NHWC convolution transposes around jt.nn.conv2d.
 """
-from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.runtime import import_jittor, onednn_uses_brgconv
 
 jt = import_jittor()
 nn = jt.nn
@@ -28,6 +32,25 @@ def to_nchw(x):
 
 def _use_onednn():
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl
+
+
+def enabled():
+    """True when the trunk runs NHWC: oneDNN convolves, with brgconv."""
+    return _use_onednn() and onednn_uses_brgconv()
+
+
+def to_trunk(x):
+    """NCHW -> the trunk's layout."""
+    return to_nhwc(x) if enabled() else x
+
+
+def from_trunk(x):
+    """The trunk's layout -> NCHW."""
+    return to_nchw(x) if enabled() else x
+
+
+def channel_axis():
+    return 3 if enabled() else 1
 
 
 class _OneDNNConvNHWC(jt.Function):
@@ -58,7 +81,7 @@ def conv2d_nhwc(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
 
 class Conv2d(nn.Conv2d):
-    """jt.nn.Conv2d (same parameters and state-dict keys) on NHWC input; groups 1, square geometry."""
+    """jt.nn.Conv2d (same parameters and state-dict keys) in the trunk's layout; groups 1, square geometry."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,17 +91,21 @@ class Conv2d(nn.Conv2d):
                              'stride, padding and dilation only')
 
     def execute(self, x):
+        if not enabled():
+            return super().execute(x)
         return conv2d_nhwc(x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0])
 
 
-class PixelShuffle(nn.Module):
-    """torch.nn.PixelShuffle on NHWC: input channel c*r*r + i*r + j goes to (h*r + i, w*r + j, c)."""
+class PixelShuffle(nn.PixelShuffle):
+    """torch.nn.PixelShuffle in the trunk's layout: input channel c*r*r + i*r + j goes to
+    (h*r + i, w*r + j, c)."""
 
     def __init__(self, upscale_factor):
-        super().__init__()
-        self.upscale_factor = upscale_factor
+        super().__init__(upscale_factor)
 
     def execute(self, x):
+        if not enabled():
+            return super().execute(x)
         n, h, w, c = x.shape
         r = self.upscale_factor
         out_c = c // (r * r)

@@ -13,7 +13,7 @@ nn = jt.nn
 MODES = ('train', 'val', 'infer')
 
 FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
-FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (NHWC) and the '
+FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (trunk layout) and the '
                          'PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
 
 
@@ -31,7 +31,7 @@ def get_same_padding(kernel_size, dilation):
 
 
 class ResBlock(nn.Module):
-    """conv-relu-conv plus the input, on NHWC features."""
+    """conv-relu-conv plus the input, in the trunk's layout."""
 
     def __init__(self, inplanes, planes, kernel_size=3, stride=1, dilation=1):
         super().__init__()
@@ -76,7 +76,7 @@ class PWC_Recons(nn.Module):
         self.HR_in = HR_in
         self.align_corners = align_corners
 
-        # The reconstruction trunk works on NHWC features (see channels_last.py).
+        # The reconstruction trunk's layout follows oneDNN's kernel (see channels_last.py).
         conv = channels_last.Conv2d
         self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
         self.extra_feat = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
@@ -124,7 +124,7 @@ class PWC_Recons(nn.Module):
                 'recons_down': self.recons_forward(down_frames), 'est_kernel': est_kernel}, None
 
     def frame_features(self, frame):
-        return FrameFeatures(self.extra_feat(self.in_conv(channels_last.to_nhwc(frame))),
+        return FrameFeatures(self.extra_feat(self.in_conv(channels_last.to_trunk(frame))),
                              self.flow_net.features(frame))
 
     def recons_from_features(self, frames, features):
@@ -139,11 +139,17 @@ class PWC_Recons(nn.Module):
                 warped.append(feature.feat)
             else:
                 flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
-                warped.append(self.flow_net.warp_nhwc(feature.feat, flow))
-        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, 3)))
+                warped.append(self.warp_trunk(feature.feat, flow))
+        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, channels_last.channel_axis())))
         if not self.HR_in:
             recons_feat = self.upsample_layers(recons_feat)
-        return channels_last.to_nchw(self.out_conv(recons_feat)) + base
+        return channels_last.from_trunk(self.out_conv(recons_feat)) + base
+
+    def warp_trunk(self, feat, flow):
+        """Masked warp of trunk features by flow (B, 2, H, W)."""
+        if channels_last.enabled():
+            return self.flow_net.warp_nhwc(feat, flow)
+        return self.flow_net.warp(feat, flow)[0]
 
     def recons_forward(self, frame_list):
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
