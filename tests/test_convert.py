@@ -185,6 +185,25 @@ def test_flow_pwc_starts_from_a_converted_or_raw_pwc_net_file(full_state, tmp_pa
         assert_same_state(numpy_state_dict(Flow_PWC(pretrain_fn=str(path)).moduleNetwork), flow)
 
 
+def test_flow_pwc_starts_from_a_full_checkpoint_and_refuses_a_foreign_file(full_state, tmp_path):
+    """A full Self-Blind-VSR .pkl gives Flow_PWC its flow part; a file of other weights is
+    refused in one sentence naming the first keys, not a list of all ~126."""
+    from jittor_self_blind_vsr.model import numpy_state_dict
+    from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
+    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
+    flow = {k[len(FLOW_PREFIX):]: v for k, v in full_state.items() if k.startswith(FLOW_PREFIX)}
+    save_pickle_atomic(full_state, tmp_path / 'full.pkl')
+    assert_same_state(numpy_state_dict(Flow_PWC(pretrain_fn=str(tmp_path / 'full.pkl')).moduleNetwork), flow)
+    foreign = dict(flow)
+    foreign['moduleExtractor.moduleOne.0.weight'] = np.zeros((16, 3, 5, 5), np.float32)
+    save_pickle_atomic(foreign, tmp_path / 'foreign.pkl')
+    with pytest.raises(CheckpointError) as err:
+        Flow_PWC(pretrain_fn=str(tmp_path / 'foreign.pkl'))
+    message = str(err.value)
+    assert 'moduleExtractor.moduleOne.0.weight' in message and '\n' not in message
+    assert len(message) < 400
+
+
 SMALL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=32, extra_RBS=1, recons_RBS=2, '
                      'kernel_size=3, scale=4, ksize=13')
 

@@ -126,10 +126,11 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 class OutputAlignedConv2d(nn.Conv2d):
     """jt.nn.Conv2d computed with its output channels zero-padded to a multiple of 32.
 
-    oneDNN 2.2 reorders the weights on every call; for an output count it must pad
-    (PWC-Net's 196) it takes its generic reorder: 5-10 ms per call, against 0.1 ms for
-    an aligned count, ~90 ms of a 64x64 forward. Padding first keeps the fast reorder.
-    Each output channel is the same dot product either way, so the result is unchanged."""
+    Jittor's oneDNN op reorders the weights on every call; when oneDNN 2.2 convolves with
+    brgconv (runtime.ONEDNN_MAX_CPU_ISA) and must pad the output count (PWC-Net's 196),
+    it takes its generic reorder: 5-10 ms per call against 0.1 ms for an aligned count,
+    ~90 ms of a 64x64 forward. Padding first keeps the fast reorder. Each output channel
+    is the same dot product either way, so the result is unchanged."""
 
     def execute(self, x):
         pad = -self.out_channels % 32
@@ -268,9 +269,11 @@ class Flow_PWC(nn.Module):
             self._load_pretrained(pretrain_fn)
 
     def _load_pretrained(self, path):
-        from jittor_self_blind_vsr.model import load_numpy_state_dict
-        from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
-        load_numpy_state_dict(self.moduleNetwork, load_state_dict_file(path))
+        """PWC-Net weights from a PWC-Net file (.pytorch or converted .pkl) or from the
+        flow part of a full Self-Blind-VSR checkpoint; CheckpointError names what does not fit."""
+        from jittor_self_blind_vsr.convert_pytorch_to_jittor import load_checked
+        from jittor_self_blind_vsr.utils.checkpoint import load_flow_state_dict_file
+        load_checked(self.moduleNetwork, load_flow_state_dict_file(path), path)
 
     def features(self, frame):
         """Pyramid of `frame` resized (bilinear) to the next multiple of 64."""
