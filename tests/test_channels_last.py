@@ -56,11 +56,16 @@ def test_channels_last_conv_refuses_what_it_does_not_compute():
         channels_last.Conv2d(4, 4, 3, stride=(1, 2))
 
 
-def test_channels_last_pixel_shuffle_equals_jittor_pixel_shuffle(monkeypatch):
-    monkeypatch.setattr(channels_last, 'enabled', lambda: True)
-    x = random((2, 3, 5, 4 * 6), 3)
-    ours = channels_last.PixelShuffle(2)(jt.array(x)).numpy()
-    ref = jt.nn.PixelShuffle(2)(jt.array(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+@pytest.mark.parametrize('nhwc', [True, False], ids=['nhwc', 'nchw'])
+def test_pixel_shuffle_equals_jittor_pixel_shuffle(nhwc, monkeypatch):
+    monkeypatch.setattr(channels_last, 'enabled', lambda: nhwc)
+    x = random((2, 4 * 6, 3, 5), 3)
+    ref = jt.nn.PixelShuffle(2)(jt.array(x)).numpy()
+    if nhwc:
+        ours = channels_last.PixelShuffle(2)(jt.array(x.transpose(0, 2, 3, 1))).numpy().transpose(0, 3, 1, 2)
+    else:
+        ours = channels_last.PixelShuffle(2)(jt.array(x)).numpy()
+    assert ours.shape == (2, 6, 6, 10)
     np.testing.assert_array_equal(ours, ref)
 
 
@@ -71,7 +76,9 @@ def test_layout_helpers_round_trip():
 
 
 @pytest.mark.parametrize('c_in,c_out,stride', [(128, 196, 2), (196, 196, 1), (3, 20, 1)])
-def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride):
+def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride, monkeypatch):
+    from jittor_self_blind_vsr.model import flow_pwc
+    monkeypatch.setattr(flow_pwc, 'onednn_uses_brgconv', lambda: True)  # the padded path
     conv = OutputAlignedConv2d(c_in, c_out, 3, stride=stride, padding=1)
     x = jt.array(random((2, c_in, 6, 7), 5))
     y = conv(x)

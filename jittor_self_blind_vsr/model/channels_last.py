@@ -96,17 +96,21 @@ class Conv2d(nn.Conv2d):
         return conv2d_nhwc(x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0])
 
 
-class PixelShuffle(nn.PixelShuffle):
+class PixelShuffle(nn.Module):
     """torch.nn.PixelShuffle in the trunk's layout: input channel c*r*r + i*r + j goes to
-    (h*r + i, w*r + j, c)."""
+    (h*r + i, w*r + j, c). Written as reshape and transpose: Jittor's own (a reindex with
+    per-element index arithmetic) takes 1.7x as long (163 ms against 96 ms at 512x360x640)."""
 
     def __init__(self, upscale_factor):
-        super().__init__(upscale_factor)
+        super().__init__()
+        self.upscale_factor = upscale_factor
 
     def execute(self, x):
-        if not enabled():
-            return super().execute(x)
-        n, h, w, c = x.shape
         r = self.upscale_factor
+        if not enabled():
+            n, c, h, w = x.shape
+            return x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(
+                n, c // (r * r), h * r, w * r)
+        n, h, w, c = x.shape
         out_c = c // (r * r)
         return x.reshape(n, h, w, out_c, r, r).transpose(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, out_c)

@@ -10,7 +10,7 @@ from collections import namedtuple
 import numpy as np
 
 from jittor_self_blind_vsr.model.correlation import correlation
-from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.runtime import import_jittor, onednn_uses_brgconv
 
 jt = import_jittor()
 nn = jt.nn
@@ -133,6 +133,8 @@ class OutputAlignedConv2d(nn.Conv2d):
     is the same dot product either way, so the result is unchanged."""
 
     def execute(self, x):
+        if jt.flags.use_cuda or not onednn_uses_brgconv():
+            return super().execute(x)
         pad = -self.out_channels % 32
         weight = self.weight
         if pad:
