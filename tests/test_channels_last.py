@@ -27,13 +27,13 @@ def nchw_reference(x, conv, grad_y):
     return y.numpy().transpose(0, 2, 3, 1), gx.numpy().transpose(0, 2, 3, 1), gw.numpy()
 
 
-@pytest.mark.parametrize('onednn', [True, False], ids=['onednn', 'fallback'])
+needs_onednn = pytest.mark.skipif(not channels_last._use_onednn(), reason='oneDNN is not in use in this Jittor build')
+
+
+@needs_onednn
 @pytest.mark.parametrize('geometry', GEOMETRIES)
-def test_channels_last_conv_equals_jittor_conv(geometry, onednn, monkeypatch):
+def test_channels_last_conv_equals_jittor_conv(geometry, monkeypatch):
     c_in, c_out, k, s, p, d, n, h, w = geometry
-    if onednn and not channels_last._use_onednn():
-        pytest.skip('oneDNN is not in use in this Jittor build')
-    monkeypatch.setattr(channels_last, '_use_onednn', lambda: onednn)
     monkeypatch.setattr(channels_last, 'enabled', lambda: True)
     conv = channels_last.Conv2d(c_in, c_out, k, stride=s, padding=p, dilation=d)
     x = random((n, h, w, c_in), 1)
@@ -91,14 +91,11 @@ def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride, monkeypatch
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('onednn', [True, False], ids=['onednn', 'fallback'])
-def test_model_output_is_the_same_in_either_layout(onednn, monkeypatch):
-    """The trunk in NHWC (as with brgconv; also the fallback taken on CUDA and on CPUs
-    without oneDNN) gives the model's NCHW output up to float32 rounding: oneDNN may pick
-    another kernel for another layout (in_conv's 3 input channels)."""
+@needs_onednn
+def test_model_output_is_the_same_in_either_layout(monkeypatch):
+    """The trunk in NHWC (as with brgconv) gives the model's NCHW output up to float32
+    rounding: oneDNN may pick another kernel for another layout (in_conv's 3 input channels)."""
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    if not channels_last._use_onednn():
-        pytest.skip('oneDNN is not in use in this Jittor build')
     net = PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1)
     net.eval()
     x = jt.array(np.random.default_rng(7).random((1, 5, 3, 24, 40), dtype=np.float32))
@@ -106,7 +103,6 @@ def test_model_output_is_the_same_in_either_layout(onednn, monkeypatch):
         monkeypatch.setattr(channels_last, 'enabled', lambda: False)
         reference = net({'x': x, 'mode': 'infer'})[0]['recons'].numpy()
         monkeypatch.setattr(channels_last, 'enabled', lambda: True)
-        monkeypatch.setattr(channels_last, '_use_onednn', lambda: onednn)
         got = net({'x': x, 'mode': 'infer'})[0]['recons'].numpy()
     assert np.abs(reference).mean() > 0.1
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)

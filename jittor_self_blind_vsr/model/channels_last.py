@@ -12,7 +12,7 @@ up to float32 rounding.
 
 Conv2d and PixelShuffle follow the layout; their weights keep PyTorch's (out, in, kh, kw)
 layout and names, so state dicts are those of jt.nn. Without oneDNN (CUDA, a CPU build
-without it) NHWC convolution transposes around jt.nn.conv2d.
+without it) the trunk is NCHW and runs on jt.nn.conv2d.
 """
 from jittor_self_blind_vsr.runtime import import_jittor, onednn_uses_brgconv
 
@@ -72,11 +72,8 @@ class _OneDNNConvNHWC(jt.Function):
 
 
 def conv2d_nhwc(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """torch.nn.functional.conv2d for x (N, H, W, C) and weight (out, in, kh, kw): (N, H', W', out)."""
-    if _use_onednn():
-        y = _OneDNNConvNHWC(stride, padding, dilation)(x, weight)
-    else:
-        y = to_nhwc(nn.conv2d(to_nchw(x), weight, None, stride, padding, dilation))
+    """torch.nn.functional.conv2d on oneDNN for x (N, H, W, C) and weight (out, in, kh, kw): (N, H', W', out)."""
+    y = _OneDNNConvNHWC(stride, padding, dilation)(x, weight)
     return y if bias is None else y + bias
 
 
