@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim, crop
+from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_psnr_float, calc_ssim, crop
 
 
 def reference_psnr(a, b, border):
@@ -95,3 +95,28 @@ def test_shape_errors():
         calc_psnr(np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8))
     with pytest.raises(ValueError, match='11x11'):
         calc_ssim(np.zeros((18, 30, 3), np.uint8), np.zeros((18, 30, 3), np.uint8))
+
+
+def original_trainer_psnr(img1, img2, rgb_range=1., shave=4):
+    """The original's utils/data_utils.calc_psnr on torch tensors, transcribed for numpy."""
+    img1 = img1[:, :, shave:-shave, shave:-shave]
+    img2 = img2[:, :, shave:-shave, shave:-shave]
+    mse = np.mean((img1 / rgb_range - img2 / rgb_range) ** 2)
+    if mse == 0:
+        return 100
+    return 20 * math.log10(1 / math.sqrt(mse))
+
+
+@pytest.mark.parametrize('rgb_range', [1, 255])
+def test_trainer_psnr_is_the_original_trainers(rgb_range):
+    rng = np.random.default_rng(3)
+    a = (rng.random((1, 3, 20, 24)) * rgb_range).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.02 * rgb_range, a.shape), 0, rgb_range).astype(np.float32)
+    assert calc_psnr_float(a, b, rgb_range) == original_trainer_psnr(a, b, rgb_range)
+    assert 25 < calc_psnr_float(a, b, rgb_range) < 40
+    assert calc_psnr_float(a, a.copy(), rgb_range) == 100
+    b[:, :, :4] = 0  # the shaved border does not count
+    b[:, :, :, -4:] = 0
+    assert calc_psnr_float(a, b, rgb_range) == original_trainer_psnr(a, b, rgb_range)
+    with pytest.raises(ValueError, match='one shape'):
+        calc_psnr_float(a, b[:, :, 1:])

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from jittor_self_blind_vsr.runtime import seed_everything
 from jittor_self_blind_vsr.trainer.trainer import Trainer, jt
 from jittor_self_blind_vsr.utils.image_io import to_uint8_image
-from jittor_self_blind_vsr.utils.metrics import calc_psnr
+from jittor_self_blind_vsr.utils.metrics import calc_psnr_float
 
 # The original's parameter groups; the last one (PWC-Net) gets its own small rate.
 RECONS_GROUPS = ('in_conv', 'extra_feat', 'fusion_conv', 'recons_net', 'upsample_layers', 'out_conv',
@@ -26,12 +26,6 @@ SHAVE = 4
 # Saved image name postfix -> model output, in the original's order.
 IMAGE_OUTPUTS = (('lr', 'input'), ('sr', 'recons'), ('lr_cycle', 'input_cycle'), ('lr_down', 'input_down'),
                  ('sr_down', 'recons_down'))
-
-
-def float_psnr(a, b):
-    """PSNR of two (1, C, H, W) [0, 1] float arrays as the original trainer computes it."""
-    return calc_psnr(np.transpose(a[0], (1, 2, 0)) * 255., np.transpose(b[0], (1, 2, 0)) * 255.,
-                     crop_border=SHAVE)
 
 
 def to_uint8(chw):
@@ -122,9 +116,10 @@ class Trainer_Flow_Video(Trainer):
         output, _ = self.model({'x': x, 'mode': 'val'})
         arrays = {name: var.numpy() for name, var in output.items()}
         hr = gt.numpy()[:, self.centre]
-        scores = (float_psnr(hr, arrays['recons']) if self.has_hr else float('nan'),
-                  float_psnr(arrays['input'], arrays['input_cycle']),
-                  float_psnr(arrays['input'], arrays['recons_down']))
+        rgb_range = self.args.rgb_range
+        scores = (calc_psnr_float(hr, arrays['recons'], rgb_range, SHAVE) if self.has_hr else float('nan'),
+                  calc_psnr_float(arrays['input'], arrays['input_cycle'], rgb_range, SHAVE),
+                  calc_psnr_float(arrays['input'], arrays['recons_down'], rgb_range, SHAVE))
         if self.args.save_images:
             images = OrderedDict(gt=to_uint8(hr[0])) if self.has_hr else OrderedDict()
             for postfix, key in IMAGE_OUTPUTS:

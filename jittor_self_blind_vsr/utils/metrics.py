@@ -1,4 +1,5 @@
-"""PSNR and SSIM exactly as the original `inference.py` evaluates a restored frame.
+"""PSNR and SSIM exactly as the original `inference.py` evaluates a restored frame, and
+the PSNR its trainer logs (`calc_psnr_float`).
 
 The original compares uint8 RGB frames after cropping `crop_border` pixels from every
 side; PSNR uses the float64 MSE over all pixels and channels, SSIM is the MATLAB-style
@@ -52,6 +53,20 @@ def calc_psnr(img1, img2, crop_border=4):
     if mse == 0:
         return float('inf')
     return 20 * math.log10(DATA_RANGE / math.sqrt(mse))
+
+
+def calc_psnr_float(img1, img2, rgb_range=1, shave=4):
+    """PSNR as the original trainer logs it (`utils/data_utils.calc_psnr`): two (N, C, H, W)
+    float arrays in [0, rgb_range], `shave` pixels cropped per side, the MSE in the arrays'
+    own precision (float32 for model outputs), and 100 for identical images."""
+    img1, img2 = np.asarray(img1), np.asarray(img2)
+    if img1.shape != img2.shape or img1.ndim != 4:
+        raise ValueError(f'images must be two (N, C, H, W) arrays of one shape, got {img1.shape} and {img2.shape}')
+    cropped = (slice(None), slice(None), slice(shave, -shave), slice(shave, -shave))
+    mse = np.mean((img1[cropped] / rgb_range - img2[cropped] / rgb_range) ** 2)
+    if mse == 0:
+        return 100
+    return 20 * math.log10(1 / math.sqrt(mse))
 
 
 def calc_ssim(img1, img2, crop_border=4):
