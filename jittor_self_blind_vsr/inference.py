@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, load_checked
+from jittor_self_blind_vsr.option import str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
@@ -58,15 +59,6 @@ class InferenceError(Exception):
 
 
 # ---------------------------------------------------------------- options
-
-def str2bool(text):
-    value = text.strip().lower()
-    if value in ('1', 'true', 'yes', 'y', 'on'):
-        return True
-    if value in ('0', 'false', 'no', 'n', 'off'):
-        return False
-    raise argparse.ArgumentTypeError(f'expected True or False, got {text!r}')
-
 
 def _flag(parser, name, default, text):
     """A boolean option usable as `--name`, `--name True` or `--name False`."""

@@ -24,10 +24,11 @@ class OptionError(ValueError):
 
 
 def str2bool(text):
+    """A command-line boolean, for sbvsr-train and sbvsr-infer alike."""
     lowered = str(text).strip().lower()
-    if lowered in ('1', 'true', 'yes', 'on'):
+    if lowered in ('1', 'true', 'yes', 'y', 'on'):
         return True
-    if lowered in ('0', 'false', 'no', 'off'):
+    if lowered in ('0', 'false', 'no', 'n', 'off'):
         return False
     raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
