@@ -7,6 +7,9 @@ warmed up once (Jittor compiles every new op shape), then timed `--repeat` times
 Prints the mean wall seconds per forward, the CPU seconds this process used per forward
 (all threads; on a shared machine wall time depends on the load, also printed), and the
 process's peak RSS so far.
+
+oneDNN convolves with its direct kernel by default (runtime.ONEDNN_MAX_CPU_ISA);
+`DNNL_MAX_CPU_ISA=ALL` in the environment times its faster brgconv kernel (docs/model.md).
 """
 import argparse
 import os

@@ -5,6 +5,9 @@
 Batch 2, LR patch 40x40, 5 frames, n_feat 128, 3 + 20 residual blocks: the reference
 in docs/porting_notes ("Training step, batch 2, LR patch 40x40") is about 1.5 s for the
 PyTorch original on 2 CPU cores. The first steps compile Jittor's kernels and are not timed.
+
+oneDNN convolves with its direct kernel by default (runtime.ONEDNN_MAX_CPU_ISA);
+`DNNL_MAX_CPU_ISA=ALL` in the environment times its faster brgconv kernel (docs/model.md).
 """
 import argparse
 import statistics
