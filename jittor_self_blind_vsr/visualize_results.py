@@ -2,7 +2,7 @@
 
 Reads any mix of our metrics.json, our inference_log.txt and the logs the original PyTorch
 inference.py writes (`inference_log_<time>.txt`); a results folder stands for its
-metrics.json. Run as `sbvsr-visualize RUN RUN ... --output_dir charts` (docs/inference.md).
+metrics.json (else inference_log.txt, else the original's one log). Run as `sbvsr-visualize RUN RUN ... --output_dir charts` (docs/inference.md).
 """
 import argparse
 import io
@@ -101,12 +101,26 @@ def default_label(path):
     return '/'.join(parts[-2:])
 
 
+def run_file_in(folder):
+    """The file a results folder stands for: our metrics.json or inference_log.txt, else the
+    original's single inference_log_<time>.txt."""
+    for name in ('metrics.json', 'inference_log.txt'):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    original_logs = sorted(name for name in os.listdir(folder)
+                           if name.startswith('inference_log_') and name.endswith('.txt'))
+    if len(original_logs) == 1:
+        return os.path.join(folder, original_logs[0])
+    if original_logs:
+        raise VisualizeError(f'{folder} holds {len(original_logs)} logs of the original '
+                             f'({", ".join(original_logs)}): pass the one to chart')
+    raise VisualizeError(f'{folder} holds neither metrics.json, inference_log.txt nor an '
+                         f'inference_log_<time>.txt of the original')
+
+
 def load_run(path, label=None):
     if os.path.isdir(path):
-        for name in ('metrics.json', 'inference_log.txt'):
-            if os.path.isfile(os.path.join(path, name)):
-                return load_run(os.path.join(path, name), label or default_label(path))
-        raise VisualizeError(f'{path} holds neither metrics.json nor inference_log.txt')
+        return load_run(run_file_in(path), label or default_label(path))
     if not os.path.isfile(path):
         raise VisualizeError(f'{path} does not exist')
     label = label or default_label(path)

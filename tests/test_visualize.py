@@ -51,6 +51,19 @@ def test_parse_original_log(tmp_path):
     assert vis.time_table([run])[run.label]['post_time'] == pytest.approx(5.0 / 3)
 
 
+def test_a_folder_of_the_original_stands_for_its_one_log(tmp_path, capsys):
+    folder = tmp_path / 'infer_Gaussian_REDS4'
+    folder.mkdir()
+    (folder / 'inference_log_2021-01-01 10:00:00.txt').write_text(ORIGINAL_LOG)
+    run = vis.load_run(str(folder))
+    assert list(run.videos) == ['clipA', 'clipB'] and run.label.endswith('infer_Gaussian_REDS4')
+    (folder / 'inference_log_2021-01-02 09:00:00.txt').write_text(ORIGINAL_LOG)
+    assert vis.main([str(folder), '--output_dir', str(tmp_path / 'charts')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'holds 2 logs of the original' in err[0] and 'pass the one' in err[0]
+    assert not (tmp_path / 'charts').exists()
+
+
 def test_ours_and_original_charts(ours, tmp_path, capsys):
     log = tmp_path / 'inference_log_orig.txt'
     log.write_text(ORIGINAL_LOG)
