@@ -106,3 +106,26 @@ def test_model_output_is_the_same_in_either_layout(monkeypatch):
         got = net({'x': x, 'mode': 'infer'})[0]['recons'].numpy()
     assert np.abs(reference).mean() > 0.1
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
+def test_training_gradients_are_the_same_in_either_layout(monkeypatch):
+    """The NHWC trunk's backward (oneDNN backward-data and backward-weights through
+    _OneDNNConvNHWC) gives the NCHW trunk's parameter gradients in 'train' mode."""
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    jt.set_global_seed(3)
+    net = PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1)
+    net.train()
+    x = jt.array(np.random.default_rng(8).random((1, 5, 3, 24, 40), dtype=np.float32))
+    params = [p for name, p in net.named_parameters() if name.startswith(('recons_net', 'upsample', 'out_conv'))]
+
+    def gradients(nhwc):
+        monkeypatch.setattr(channels_last, 'enabled', lambda: nhwc)
+        out, _ = net({'x': x, 'mode': 'train'})
+        loss = jt.abs(out['recons_down'] - out['input']).mean() + jt.abs(out['input_cycle'] - out['input']).mean()
+        return [g.numpy() for g in jt.grad(loss, params)]
+
+    reference, got = gradients(False), gradients(True)
+    assert len(params) == 12 and all(np.abs(g).max() > 0 for g in reference)
+    for want, have in zip(reference, got):
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
