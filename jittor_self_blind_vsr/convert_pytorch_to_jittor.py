@@ -17,13 +17,13 @@ if __package__ in (None, ''):
     # not this folder's sub-packages as top-level modules.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from jittor_self_blind_vsr.model import load_checked  # noqa: E402
 from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
     FLOW_PREFIX, CheckpointError, is_flow_only, read_checkpoint, save_state_dict_file, state_dict_from)
 
 # The published model; used where shapes cannot tell (and to name the keys of a foreign file).
 PUBLISHED_CONFIG = dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
                         kernel_size=3, scale=4, ksize=13)
-SHOWN_KEYS = 3
 
 
 def _count_blocks(state, prefix):
@@ -66,38 +66,6 @@ def _format_config(config):
     return ', '.join(f'{k}={v}' for k, v in config.items())
 
 
-def _shape(shape):
-    return 'x'.join(str(n) for n in shape) or 'scalar'
-
-
-def _first(keys):
-    shown = ', '.join(keys[:SHOWN_KEYS])
-    return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
-
-
-def mismatch_sentence(path, state, expected):
-    """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
-    unexpected = [k for k in state if k not in expected]
-    if unexpected and len(unexpected) == len(state):
-        return (f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(unexpected)} '
-                'do not fit the model')
-    problems = []
-    if unexpected:
-        problems.append(f'its keys {_first(unexpected)} are not in the model')
-    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k])]
-    if wrong:
-        key = wrong[0]
-        more = f' (and {len(wrong) - 1} more shapes differ)' if len(wrong) > 1 else ''
-        problems.append(f'{key} has shape {_shape(state[key].shape)} in the file but '
-                        f'{_shape(expected[key])} in the model{more}')
-    missing = [k for k in expected if k not in state]
-    if missing:
-        problems.append(f'it lacks {len(missing)} of the model\'s tensors, first {_first(missing)}')
-    if not problems:
-        return None
-    return f'{path} does not fit the model: ' + '; '.join(problems)
-
-
 def _model_builder(flow_only):
     """config -> the Jittor network whose state dict keys are those `state_dict_from` gives."""
     from jittor_self_blind_vsr.runtime import current_device, import_jittor
@@ -107,16 +75,6 @@ def _model_builder(flow_only):
         return lambda config: Flow_PWC(pretrain_fn='.').moduleNetwork
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     return lambda config: PWC_Recons(flow_pretrain_fn='.', **config)
-
-
-def load_checked(network, state, path):
-    """Load `state` strictly into `network`; CheckpointError naming the first keys or shapes that do not fit."""
-    from jittor_self_blind_vsr.model import load_numpy_state_dict
-    # Var shapes are known without running anything: no parameter is computed here.
-    sentence = mismatch_sentence(path, state, {k: tuple(v.shape) for k, v in network.state_dict().items()})
-    if sentence:
-        raise CheckpointError(sentence)
-    load_numpy_state_dict(network, state, strict=True)
 
 
 def check_against_model(path, state, flow_only):

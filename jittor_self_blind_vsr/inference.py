@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config, load_checked
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config
+from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.option import str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file

@@ -42,7 +42,7 @@ def flow_pretrain_file(args, needed):
 
 
 def build_model(args, ckp):
-    from jittor_self_blind_vsr.convert_pytorch_to_jittor import load_checked
+    from jittor_self_blind_vsr.model import load_checked
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
     fresh = not ckp.continuing and not args.test_only and args.pre_train == '.'

@@ -2,7 +2,8 @@
 
 Reads any mix of our metrics.json, our inference_log.txt and the logs the original PyTorch
 inference.py writes (`inference_log_<time>.txt`); a results folder stands for its
-metrics.json (else inference_log.txt, else the original's one log). Run as `sbvsr-visualize RUN RUN ... --output_dir charts` (docs/inference.md).
+metrics.json (else inference_log.txt, else the original's one log). Run as
+`sbvsr-visualize RUN RUN ... --output_dir charts` (docs/inference.md).
 """
 import argparse
 import io

@@ -78,7 +78,7 @@ def test_layout_helpers_round_trip():
 @pytest.mark.parametrize('c_in,c_out,stride', [(128, 196, 2), (196, 196, 1), (3, 20, 1)])
 def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride, monkeypatch):
     from jittor_self_blind_vsr.model import flow_pwc
-    monkeypatch.setattr(flow_pwc, 'onednn_uses_brgconv', lambda: True)  # the padded path
+    monkeypatch.setattr(flow_pwc, 'brgconv_in_use', lambda: True)  # the padded path
     conv = OutputAlignedConv2d(c_in, c_out, 3, stride=stride, padding=1)
     x = jt.array(random((2, c_in, 6, 7), 5))
     y = conv(x)

@@ -33,6 +33,17 @@ def load_numpy_state_dict(module, state, strict=True):
             var.assign(np.ascontiguousarray(state[key], dtype=np.float32))
 
 
+def load_checked(module, state, path):
+    """Strict load_numpy_state_dict of a state read from `path`; CheckpointError with one
+    sentence naming the first keys or shapes that do not fit."""
+    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, mismatch_sentence
+    # Var shapes are known without running anything: no parameter is computed here.
+    sentence = mismatch_sentence(path, state, {k: tuple(v.shape) for k, v in module.state_dict().items()})
+    if sentence:
+        raise CheckpointError(sentence)
+    load_numpy_state_dict(module, state, strict=True)
+
+
 def numpy_state_dict(module):
     """{key: float32 ndarray} of every Var of `module` (keys as PyTorch names them)."""
     return {k: np.asarray(v.numpy(), dtype=np.float32) for k, v in module.state_dict().items()}

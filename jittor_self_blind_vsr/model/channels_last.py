@@ -34,9 +34,14 @@ def _use_onednn():
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl
 
 
-def enabled():
-    """True when the trunk runs NHWC: oneDNN convolves, with brgconv."""
+def brgconv_in_use():
+    """True when oneDNN convolves (CPU, Jittor built with it) and may pick brgconv."""
     return _use_onednn() and onednn_uses_brgconv()
+
+
+def enabled():
+    """True when the trunk runs NHWC: whenever brgconv is in use."""
+    return brgconv_in_use()
 
 
 def to_trunk(x):

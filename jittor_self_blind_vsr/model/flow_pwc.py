@@ -10,7 +10,8 @@ from collections import namedtuple
 import numpy as np
 
 from jittor_self_blind_vsr.model.correlation import correlation
-from jittor_self_blind_vsr.runtime import import_jittor, onednn_uses_brgconv
+from jittor_self_blind_vsr.model.channels_last import brgconv_in_use
+from jittor_self_blind_vsr.runtime import import_jittor
 
 jt = import_jittor()
 nn = jt.nn
@@ -127,13 +128,13 @@ class OutputAlignedConv2d(nn.Conv2d):
     """jt.nn.Conv2d computed with its output channels zero-padded to a multiple of 32.
 
     Jittor's oneDNN op reorders the weights on every call; when oneDNN 2.2 convolves with
-    brgconv (runtime.ONEDNN_MAX_CPU_ISA) and must pad the output count (PWC-Net's 196),
+    brgconv (channels_last.brgconv_in_use) and must pad the output count (PWC-Net's 196),
     it takes its generic reorder: 5-10 ms per call against 0.1 ms for an aligned count,
     ~90 ms of a 64x64 forward. Padding first keeps the fast reorder. Each output channel
     is the same dot product either way, so the result is unchanged."""
 
     def execute(self, x):
-        if jt.flags.use_cuda or not onednn_uses_brgconv():
+        if not brgconv_in_use():
             return super().execute(x)
         pad = -self.out_channels % 32
         weight = self.weight
@@ -273,7 +274,7 @@ class Flow_PWC(nn.Module):
     def _load_pretrained(self, path):
         """PWC-Net weights from a PWC-Net file (.pytorch or converted .pkl) or from the
         flow part of a full Self-Blind-VSR checkpoint; CheckpointError names what does not fit."""
-        from jittor_self_blind_vsr.convert_pytorch_to_jittor import load_checked
+        from jittor_self_blind_vsr.model import load_checked
         from jittor_self_blind_vsr.utils.checkpoint import load_flow_state_dict_file
         load_checked(self.moduleNetwork, load_flow_state_dict_file(path), path)
 

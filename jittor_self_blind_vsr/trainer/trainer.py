@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from jittor_self_blind_vsr.convert_pytorch_to_jittor import load_checked
+from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 

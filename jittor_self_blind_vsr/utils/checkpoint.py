@@ -486,3 +486,39 @@ def load_flow_state_dict_file(path):
     if not flow:
         raise CheckpointError(f'{os.fspath(path)} holds no PWC-Net weights')
     return flow
+
+
+# How many keys a mismatch sentence names before '(and N more)'.
+SHOWN_KEYS = 3
+
+
+def _shape(shape):
+    return 'x'.join(str(n) for n in shape) or 'scalar'
+
+
+def _first(keys):
+    shown = ', '.join(keys[:SHOWN_KEYS])
+    return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
+
+
+def mismatch_sentence(path, state, expected):
+    """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
+    unexpected = [k for k in state if k not in expected]
+    if unexpected and len(unexpected) == len(state):
+        return (f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(unexpected)} '
+                'do not fit the model')
+    problems = []
+    if unexpected:
+        problems.append(f'its keys {_first(unexpected)} are not in the model')
+    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k])]
+    if wrong:
+        key = wrong[0]
+        more = f' (and {len(wrong) - 1} more shapes differ)' if len(wrong) > 1 else ''
+        problems.append(f'{key} has shape {_shape(state[key].shape)} in the file but '
+                        f'{_shape(expected[key])} in the model{more}')
+    missing = [k for k in expected if k not in state]
+    if missing:
+        problems.append(f'it lacks {len(missing)} of the model\'s tensors, first {_first(missing)}')
+    if not problems:
+        return None
+    return f'{path} does not fit the model: ' + '; '.join(problems)
