@@ -168,6 +168,28 @@ def onednn_uses_brgconv():
     return {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'} <= flags
 
 
+def onednn_dir():
+    """(include, lib) folders of the oneDNN Jittor links its CPU ops against, or None.
+
+    Found as Jittor finds it: the mkl_include_path / mkl_lib_path variables, else the
+    `dnnl*` folder of its cache (where provision_onednn links the PyPI build)."""
+    include, lib = os.environ.get('mkl_include_path'), os.environ.get('mkl_lib_path')
+    if include and lib:
+        return Path(include), Path(lib)
+    cache = jittor_home() / '.cache' / 'jittor' / 'mkl'
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return None
+    homes = [cache / name for name in names if name.startswith('dnnl') and (cache / name).is_dir()]
+    if not homes:
+        return None
+    home = homes[-1]  # Jittor's own choice: the last one os.listdir names
+    if not (home / 'include' / 'dnnl.hpp').is_file():
+        return None
+    return home / 'include', home / 'lib'
+
+
 def current_device():
     """'cpu' or 'cuda' once import_jittor() has run, else None."""
     return _state['device']

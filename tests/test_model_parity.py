@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from jittor_self_blind_vsr.loss import kernel_loss
-from jittor_self_blind_vsr.model import StateDictMismatch
-from jittor_self_blind_vsr.model import channels_last
+from jittor_self_blind_vsr.model import StateDictMismatch, onednn_ops, trunk_layout
 from jittor_self_blind_vsr.model.kernel import AdaptiveAvgPool2d
 from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -100,14 +99,18 @@ def test_flow_and_warp_match_original(semantics, nets, fixture_arrays):
     x = jt.array(ref['x'])
     with jt.no_grad():
         flow = net.flow_net(x[:, 2], x[:, 0])
-        feat0 = channels_last.from_trunk(net.frame_features(x[:, 0]).feat)
+        trunk_feat0 = net.frame_features(x[:, 0]).feat
+        feat0 = onednn_ops.from_layout(trunk_feat0, trunk_layout.layout_of(trunk_feat0))
         feat, mask = net.flow_net.warp(feat0, flow)
-        feat_nhwc = net.flow_net.warp_nhwc(channels_last.to_nhwc(feat0), flow)
+        feat_nhwc = net.flow_net.warp_nhwc(onednn_ops.to_layout(feat0, onednn_ops.NHWC), flow)
+        feat_blocked = net.flow_net.warp_nhwc(onednn_ops.to_layout(feat0, onednn_ops.BLOCKED), flow)
     assert_close('flow', flow.numpy(), ref[f'{semantics}/flow/center_to_0'], 1e-4)
     assert_close('warp feat0', feat.numpy(), ref[f'{semantics}/warp/feat0'], 1e-4)
     np.testing.assert_array_equal(mask.numpy(), ref[f'{semantics}/warp/mask'])
-    # The NHWC warp (trunk with brgconv) is the same computation on the other layout.
+    # The channels-last warps (NHWC: brgconv's trunk; nChw16c: the direct kernel's at
+    # inference) are the same computation on the other layouts.
     np.testing.assert_array_equal(feat_nhwc.numpy(), feat.numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(onednn_ops.from_layout(feat_blocked, onednn_ops.BLOCKED).numpy(), feat.numpy())
 
 
 def training_losses(out, ksize=13, scale=4):

@@ -2,7 +2,7 @@
 import math
 from collections import namedtuple
 
-from jittor_self_blind_vsr.model import channels_last, load_numpy_state_dict, numpy_state_dict
+from jittor_self_blind_vsr.model import load_numpy_state_dict, numpy_state_dict, trunk_layout
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -36,18 +36,17 @@ class ResBlock(nn.Module):
     def __init__(self, inplanes, planes, kernel_size=3, stride=1, dilation=1):
         super().__init__()
         padding = get_same_padding(kernel_size, dilation)
-        self.conv1 = channels_last.Conv2d(inplanes, planes, kernel_size=kernel_size, stride=stride,
-                                          padding=padding, dilation=dilation)
-        self.conv2 = channels_last.Conv2d(planes, planes, kernel_size=kernel_size, stride=1,
-                                          padding=padding, dilation=dilation)
-        self.relu = nn.ReLU()
+        self.conv1 = trunk_layout.Conv2d(inplanes, planes, kernel_size=kernel_size, stride=stride,
+                                         padding=padding, dilation=dilation)
+        self.conv2 = trunk_layout.Conv2d(planes, planes, kernel_size=kernel_size, stride=1,
+                                         padding=padding, dilation=dilation)
         self.res_translate = None
         if inplanes != planes or stride != 1:
-            self.res_translate = channels_last.Conv2d(inplanes, planes, kernel_size=1, stride=stride)
+            self.res_translate = trunk_layout.Conv2d(inplanes, planes, kernel_size=1, stride=stride)
 
     def execute(self, x):
         residual = x if self.res_translate is None else self.res_translate(x)
-        return self.conv2(self.relu(self.conv1(x))) + residual
+        return self.conv2(self.conv1(x, relu=True)) + residual
 
 
 def blur_down(x, kernel, scale):
@@ -71,14 +70,15 @@ class PWC_Recons(nn.Module):
                  scale=4, ksize=13, HR_in=False, flow_pretrain_fn='.', device=None, align_corners=True):
         super().__init__()
         self.ksize = ksize
+        self.n_feat = n_feat
         self.n_sequence = n_sequence
         self.scale = scale
         self.HR_in = HR_in
         self.align_corners = align_corners
 
-        # The reconstruction trunk's layout follows oneDNN's kernel (see channels_last.py).
-        conv = channels_last.Conv2d
-        self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
+        # The reconstruction trunk's layout follows oneDNN's kernel (see trunk_layout.py).
+        conv = trunk_layout.Conv2d
+        self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1, nchw_in=True))
         self.extra_feat = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
                                           for _ in range(extra_RBS)])
         self.fusion_conv = nn.Sequential(conv(n_feat * n_sequence, n_feat, kernel_size=3, stride=1, padding=1))
@@ -86,10 +86,10 @@ class PWC_Recons(nn.Module):
                                           for _ in range(recons_RBS)])
         self.out_conv = nn.Sequential(
             conv(n_feat, n_feat, kernel_size=3, stride=1, padding=1),
-            conv(n_feat, n_colors, kernel_size=3, stride=1, padding=1))
+            conv(n_feat, n_colors, kernel_size=3, stride=1, padding=1, nchw_out=True))
         upsample = []
         for _ in range(int(math.log2(scale))):
-            upsample += [conv(n_feat, n_feat * 4, 3, 1, 1, bias=True), channels_last.PixelShuffle(2)]
+            upsample += [conv(n_feat, n_feat * 4, 3, 1, 1, bias=True), trunk_layout.PixelShuffle(2)]
         self.upsample_layers = nn.Sequential(*upsample)
         self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
         self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
@@ -124,12 +124,15 @@ class PWC_Recons(nn.Module):
                 'recons_down': self.recons_forward(down_frames), 'est_kernel': est_kernel}, None
 
     def frame_features(self, frame):
-        return FrameFeatures(self.extra_feat(self.in_conv(channels_last.to_trunk(frame))),
+        return FrameFeatures(self.extra_feat(self.in_conv(frame)),
                              self.flow_net.features(frame))
 
     def recons_from_features(self, frames, features):
         """Reconstruct the centre of `frames` from their FrameFeatures (same order)."""
         center = self.n_sequence // 2
+        if any(trunk_layout.layout_of(f.feat) != trunk_layout.layout(self.n_feat) for f in features):
+            raise ValueError('frame features were computed in another jt.no_grad() state than the '
+                             'reconstruction (the trunk layout differs): compute both in the same one')
         base = frames[center]
         if not self.HR_in:
             base = nn.interpolate(base, scale_factor=self.scale, mode='bilinear', align_corners=False)
@@ -140,16 +143,17 @@ class PWC_Recons(nn.Module):
             else:
                 flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
                 warped.append(self.warp_trunk(feature.feat, flow))
-        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, channels_last.channel_axis())))
+        axis = trunk_layout.channel_axis(warped[center])
+        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, axis)))
         if not self.HR_in:
             recons_feat = self.upsample_layers(recons_feat)
-        return channels_last.from_trunk(self.out_conv(recons_feat)) + base
+        return self.out_conv(recons_feat) + base
 
     def warp_trunk(self, feat, flow):
         """Masked warp of trunk features by flow (B, 2, H, W)."""
-        if channels_last.enabled():
-            return self.flow_net.warp_nhwc(feat, flow)
-        return self.flow_net.warp(feat, flow)[0]
+        if trunk_layout.layout_of(feat) == trunk_layout.NCHW:
+            return self.flow_net.warp(feat, flow)[0]
+        return self.flow_net.warp_nhwc(feat, flow)
 
     def recons_forward(self, frame_list):
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
