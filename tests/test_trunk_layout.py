@@ -2,6 +2,8 @@
 pixel shuffle on oneDNN's layouts, the channels-last training convolution (forward and
 gradients), PWC-Net's output-aligned convolution; and the model gives the same numbers
 and gradients whichever layout its trunk runs in."""
+import platform
+
 import numpy as np
 import pytest
 
@@ -188,6 +190,20 @@ def test_model_output_is_the_same_in_every_layout(n_feat, monkeypatch):
         layout, got = recons(inference_ops, brgconv)
         assert layout == expected
         np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif((platform.system(), platform.machine()) != ('Linux', 'x86_64'),
+                    reason='the PyPI oneDNN (headers included) is a dependency on x86-64 Linux only')
+def test_inference_runs_on_onednn_ops_here():
+    """On x86-64 Linux CPUs the model's inference takes the fast path, not a fallback."""
+    if jt.flags.use_cuda:
+        pytest.skip('CUDA in use: the trunk runs on cuDNN')
+    assert onednn_ops.available()
+    net = small_net()
+    net.eval()
+    with jt.no_grad():
+        feat = net.frame_features(jt.array(random((1, 3, 16, 16), 0))).feat
+    assert trunk_layout.layout_of(feat) == (NHWC if trunk_layout.brgconv_in_use() else BLOCKED)
 
 
 @needs_onednn_ops

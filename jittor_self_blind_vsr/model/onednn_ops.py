@@ -15,6 +15,8 @@ These ops have no gradient: trunk_layout uses them only while Jittor records non
 A tensor in `nChw16c` is a Jittor Var of shape (N, C/16, H, W, 16): channel c of pixel
 (h, w) at [n, c // 16, h, w, c % 16].
 """
+import functools
+
 from jittor_self_blind_vsr.runtime import import_jittor, onednn_dir
 
 jt = import_jittor()
@@ -159,6 +161,7 @@ def available():
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl and _compile_flags() is not None
 
 
+@functools.lru_cache(maxsize=None)
 def _compile_flags():
     found = onednn_dir()
     if found is None:
