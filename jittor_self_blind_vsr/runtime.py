@@ -32,7 +32,8 @@ _state = {'device': None}
 # 68 convs compound it: the full configuration then misses the parity fixture's mean bound
 # (1.17e-4 against 1e-4; PyTorch itself, forced onto brgconv by channels_last tensors,
 # gives 1.16e-4). Capping oneDNN at AVX512_MIC selects the direct kernel: 4.7e-5, as
-# PyTorch. It costs 4-15 % of speed; DNNL_MAX_CPU_ISA=ALL set by the user wins (see
+# PyTorch. brgconv's training steps are ~4 % faster (inference is not, since the trunk
+# runs on model/onednn_ops.py); DNNL_MAX_CPU_ISA=ALL set by the user wins (see
 # docs/model.md). Nothing changes on CPUs without AVX-512 (whose AVX2 kernel rounds like
 # brgconv). oneDNN reads the variable at its first primitive.
 ONEDNN_MAX_CPU_ISA = 'AVX512_MIC'
