@@ -235,9 +235,9 @@ def conv2d(x, weight, bias, stride=1, padding=0, dilation=1, relu=False, src_lay
 
 
 def pixel_shuffle_blocked(x, r):
-    """torch.nn.PixelShuffle(r) on an nChw16c Var (r*r must divide 16)."""
+    """torch.nn.PixelShuffle(r) on an nChw16c Var (C / r^2 output channels, a multiple of 16)."""
     n, c, h, w = nchw_dims(x, BLOCKED)
-    if BLOCK % (r * r) or c % (r * r):
-        raise ValueError(f'pixel_shuffle_blocked: r*r must divide {BLOCK} and the channel count, r={r}, C={c}')
+    if c % (r * r):
+        raise ValueError(f'pixel_shuffle_blocked: {c} channels cannot be shuffled by {r}')
     return jt.code(shape_of(n, c // (r * r), h * r, w * r, BLOCKED), 'float32', [x.float32()],
                    cpu_src=_PIXEL_SHUFFLE_SRC, data=dict(r=r))
