@@ -9,7 +9,6 @@ two decisions below are taken by Jittor at import time and cannot be undone late
   server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
   `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
 * oneDNN's convolution kernel: see ONEDNN_MAX_CPU_ISA.
-* Op compilation in one thread: see PARALLEL_OP_COMPILER.
 """
 import ctypes
 import functools
@@ -38,12 +37,6 @@ _state = {'device': None}
 # docs/model.md). Nothing changes on CPUs without AVX-512 (whose AVX2 kernel rounds like
 # brgconv). oneDNN reads the variable at its first primitive.
 ONEDNN_MAX_CPU_ISA = 'AVX512_MIC'
-# Jittor compiles the new ops of a graph in up to 16 threads, and for jt.nn.conv2d its conv
-# tuner creates Vars from those threads; now and then that segfaults (1 process launch in 30
-# here, warm cache; with torch installed the process then hangs in its exit handlers).
-# Compiling in the main thread avoids it, at ~1.5x the time of a cold-cache compilation.
-# Jittor reads the variable at import; a value set by the user wins (problem_log.md).
-PARALLEL_OP_COMPILER = '0'
 # ISA caps under which oneDNN 2.2 may still choose brgconv on an AVX-512 core CPU.
 _BRGCONV_ISAS = ('ALL', 'AVX512_CORE', 'AVX512_CORE_VNNI', 'AVX512_CORE_BF16', 'AVX512_CORE_AMX')
 
@@ -152,7 +145,6 @@ def import_jittor(device='auto'):
         if not use_cuda:
             os.environ['nvcc_path'] = ''
         os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
-        os.environ.setdefault('use_parallel_op_compiler', PARALLEL_OP_COMPILER)
         provision_onednn()
     import jittor
     if use_cuda and not jittor.has_cuda:

@@ -208,20 +208,3 @@ def test_onednn_convolves_with_the_direct_kernel_unless_the_user_says_otherwise(
     assert kernel.startswith('jit:avx512')
     kernel, brgconv_allowed = conv_kernel_in_child('ALL')
     assert kernel.startswith('brgconv') and brgconv_allowed
-
-
-def op_compiler_threads_in_child(value=None):
-    env = dict(os.environ, log_silent='1')
-    env.pop('use_parallel_op_compiler', None)
-    if value is not None:
-        env['use_parallel_op_compiler'] = value
-    code = ('from jittor_self_blind_vsr.runtime import import_jittor\n'
-            'print("THREADS", import_jittor("cpu").flags.use_parallel_op_compiler)')
-    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=600).stdout
-    return int(out.split('THREADS')[1].split()[0])
-
-
-def test_ops_compile_in_one_thread_unless_the_user_says_otherwise():
-    """Jittor's threaded op compiler segfaults now and then (problem_log.md): off by default."""
-    assert op_compiler_threads_in_child() == 0
-    assert op_compiler_threads_in_child('4') == 4
