@@ -34,7 +34,7 @@ def nchw_reference(x, conv, grad_y):
     return y.numpy().transpose(0, 2, 3, 1), gx.numpy().transpose(0, 2, 3, 1), gw.numpy()
 
 
-needs_onednn = pytest.mark.skipif(not trunk_layout._use_onednn(), reason='oneDNN is not in use in this Jittor build')
+needs_onednn = pytest.mark.skipif(not onednn_ops.jittor_uses_onednn(), reason='oneDNN is not in use in this Jittor build')
 needs_onednn_ops = pytest.mark.skipif(not onednn_ops.available(),
                                       reason='oneDNN or its headers are not in use in this Jittor build')
 

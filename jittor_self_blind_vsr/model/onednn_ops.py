@@ -156,9 +156,14 @@ for (int64_t nb = 0; nb < n * out_blocks; nb++)
 '''
 
 
+def jittor_uses_onednn():
+    """True when Jittor convolves with oneDNN: on the CPU, in a build with it."""
+    return not jt.flags.use_cuda and jt.compile_extern.use_mkl
+
+
 def available():
-    """True when these ops can run: CPU, Jittor built with oneDNN, and its headers found."""
-    return not jt.flags.use_cuda and jt.compile_extern.use_mkl and _compile_flags() is not None
+    """True when these ops can run: Jittor uses oneDNN and its headers are found."""
+    return jittor_uses_onednn() and _compile_flags() is not None
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,21 +27,9 @@ nn = jt.nn
 _NHWC_FORMATS = dict(xformat='acdb', wformat='oihw', yformat='acdb')
 
 
-def to_nhwc(x):
-    return x.transpose(0, 2, 3, 1)
-
-
-def to_nchw(x):
-    return x.transpose(0, 3, 1, 2)
-
-
-def _use_onednn():
-    return not jt.flags.use_cuda and jt.compile_extern.use_mkl
-
-
 def brgconv_in_use():
     """True when oneDNN convolves (CPU, Jittor built with it) and may pick brgconv."""
-    return _use_onednn() and onednn_uses_brgconv()
+    return onednn_ops.jittor_uses_onednn() and onednn_uses_brgconv()
 
 
 def inference_ops_in_use():
@@ -115,8 +103,9 @@ class Conv2d(nn.Conv2d):
         if inference_ops_in_use():
             return onednn_ops.conv2d(x, self.weight, self.bias, *geometry, relu, src, dst)
         if trunk == NHWC:
-            y = conv2d_nhwc(to_nhwc(x) if self.nchw_in else x, self.weight, self.bias, *geometry)
-            y = to_nchw(y) if self.nchw_out else y
+            x = onednn_ops.to_layout(x, NHWC) if self.nchw_in else x
+            y = conv2d_nhwc(x, self.weight, self.bias, *geometry)
+            y = onednn_ops.from_layout(y, NHWC) if self.nchw_out else y
         else:
             y = super().execute(x)
         return nn.relu(y) if relu else y
