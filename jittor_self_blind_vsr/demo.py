@@ -17,7 +17,6 @@ not write (it leaves a `.sbvsr-demo` marker) is refused.
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_bytes_atomic, write_image
@@ -34,6 +34,7 @@ from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 SCALE = 4
 N_SEQUENCE = 5  # frames the model fuses
+MIN_SIZE = 64  # smallest --size (a 16x16 LR frame); smaller clips are untested
 CLIP_NAME = 'astronaut'
 TEMPLATE = 'Self_Blind_VSR_CPU'
 EXPERIMENT = 'demo'
@@ -65,28 +66,19 @@ def parse_args(argv=None):
     parser.add_argument('--output', default='demo_output', help='output folder (default ./demo_output)')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto uses CUDA only when a GPU answers')
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=float, default=5.0,
+    budget.add_argument('--minutes', type=positive_float, default=5.0,
                         help='training time budget in minutes, compilation included (default 5); '
                              'training stops after the last epoch that fits')
-    budget.add_argument('--epochs', type=int, default=None, help='train exactly this many epochs instead')
-    parser.add_argument('--iters_per_epoch', type=int, default=10,
+    budget.add_argument('--epochs', type=positive_int, default=None, help='train exactly this many epochs instead')
+    parser.add_argument('--iters_per_epoch', type=positive_int, default=10,
                         help='training batches per epoch, the granularity of --minutes (default 10)')
-    parser.add_argument('--frames', type=int, default=10, help='frames in the clip (default 10)')
-    parser.add_argument('--size', type=int, default=128, help='HR frame size in pixels, a multiple of 4 (default 128)')
-    parser.add_argument('--lr', type=float, default=5e-4, help='learning rate (default 5e-4)')
-    parser.add_argument('--seed', type=int, default=1, help='random seed (default 1)')
-    args = parser.parse_args(argv)
-    checks = ((args.minutes > 0 and math.isfinite(args.minutes), f'--minutes must be positive, not {args.minutes}'),
-              (args.epochs is None or args.epochs > 0, f'--epochs must be positive, not {args.epochs}'),
-              (args.iters_per_epoch > 0, f'--iters_per_epoch must be positive, not {args.iters_per_epoch}'),
-              (args.frames >= N_SEQUENCE,
-               f'--frames must be at least {N_SEQUENCE} (the model fuses {N_SEQUENCE} frames), not {args.frames}'),
-              (args.size >= 64 and args.size % SCALE == 0,
-               f'--size must be a multiple of {SCALE} and at least 64, not {args.size}'))
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-    return args
+    parser.add_argument('--frames', type=int_range(N_SEQUENCE), default=10,
+                        help=f'frames in the clip, at least the {N_SEQUENCE} the model fuses (default 10)')
+    parser.add_argument('--size', type=int_range(MIN_SIZE, multiple_of=SCALE), default=128,
+                        help=f'HR frame size in pixels, a multiple of {SCALE} (default 128)')
+    parser.add_argument('--lr', type=positive_float, default=5e-4, help='learning rate (default 5e-4)')
+    parser.add_argument('--seed', type=seed_int, default=1, help='random seed (default 1)')
+    return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------- 1. the clip

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config
 from jittor_self_blind_vsr.model import load_checked
-from jittor_self_blind_vsr.option import str2bool
+from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
@@ -74,7 +74,7 @@ def build_parser():
     _flag(parser, '--align_corners', True, 'grid_sample semantics: True = PyTorch 0.4.1, which the '
                                            'published weights were trained with')
     parser.add_argument('--video_format', choices=sorted(VIDEO_CODECS), default='mp4', help='container for --save_video')
-    parser.add_argument('--fps', type=float, default=None,
+    parser.add_argument('--fps', type=positive_float, default=None,
                         help='frame rate of --save_video (default: the input video\'s, else 25)')
     parser.add_argument('--input_path', default='../dataset/input',
                         help='folder of video folders, one folder of frames, or a video file')
@@ -87,9 +87,10 @@ def build_parser():
     parser.add_argument('--blur_type', default='unknown', help='second level of the results folder')
     parser.add_argument('--infer_flag', default='.', help='label of this run in the log (default: the time)')
     parser.add_argument('--quick_test', default='.', choices=['.'] + sorted(PRESETS), help='the original\'s presets')
-    parser.add_argument('--n_seq', type=int, default=5, help='frames per window (the model\'s n_sequence)')
-    parser.add_argument('--scale', type=int, default=4, help='upsampling factor')
-    parser.add_argument('--size_must_mode', type=int, default=1, help='crop LR frames to a multiple of this')
+    parser.add_argument('--n_seq', type=int_range(1, odd=True), default=5,
+                        help='frames per window (the model\'s n_sequence)')
+    parser.add_argument('--scale', type=power_of_two, default=4, help='upsampling factor')
+    parser.add_argument('--size_must_mode', type=positive_int, default=1, help='crop LR frames to a multiple of this')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto: CUDA when a GPU is usable')
     return parser
 
@@ -107,14 +108,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
-    if args.n_seq < 1 or args.n_seq % 2 == 0:
-        raise InferenceError(f'--n_seq must be a positive odd number, not {args.n_seq}')
-    if args.scale < 1 or args.scale & (args.scale - 1):
-        raise InferenceError(f'--scale must be a power of two, not {args.scale}')
-    if args.size_must_mode < 1:
-        raise InferenceError(f'--size_must_mode must be at least 1, not {args.size_must_mode}')
-    if args.fps is not None and args.fps <= 0:
-        raise InferenceError(f'--fps must be positive, not {args.fps}')
+    """What the parser cannot check (the numeric options' ranges are their `type=`)."""
     for name in (args.dataset_name, args.blur_type):
         if not name or name in ('.', '..') or os.sep in name:
             raise InferenceError(f'--dataset_name and --blur_type must be plain folder names, not {name!r}')

@@ -88,12 +88,11 @@ def user_errors():
     """Exceptions whose message is meant for the user (no traceback)."""
     from jittor_self_blind_vsr.data import DatasetError
     from jittor_self_blind_vsr.logger.logger import ExperimentError
-    from jittor_self_blind_vsr.loss import LossStringError
     from jittor_self_blind_vsr.model import StateDictMismatch
     from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
     from jittor_self_blind_vsr.utils.image_io import ImageReadError
-    return (OptionError, StartError, DatasetError, ImageReadError, ExperimentError, LossStringError,
-            StateDictMismatch, CheckpointError)
+    return (OptionError, StartError, DatasetError, ImageReadError, ExperimentError, StateDictMismatch,
+            CheckpointError)
 
 
 def main(argv=None):

@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 from scipy import io as scio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from jittor_self_blind_vsr.option import positive_int, seed_int  # noqa: E402
 from jittor_self_blind_vsr.utils import degradation  # noqa: E402
 from jittor_self_blind_vsr.utils.image_io import (  # noqa: E402
     ImageReadError, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
@@ -39,15 +40,12 @@ def parse_args(argv=None):
     parser.add_argument('--HR_root', required=True, help='folder of video folders of HR frames')
     parser.add_argument('--save_root', required=True, help='output folder')
     parser.add_argument('--type', choices=KERNEL_TYPES, default='Gaussian', help='blur kernel family')
-    parser.add_argument('--scale', type=int, default=4, help='decimation factor (default 4)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the realistic kernels (default 0)')
+    parser.add_argument('--scale', type=positive_int, default=4, help='decimation factor (default 4)')
+    parser.add_argument('--seed', type=seed_int, default=0, help='seed of the realistic kernels (default 0)')
     parser.add_argument('--crop', action='store_true',
                         help='crop frames whose size is not a multiple of --scale at the bottom/right '
                              '(without it such frames are refused)')
-    args = parser.parse_args(argv)
-    if args.scale < 1:
-        parser.error(f'--scale must be a positive integer, not {args.scale}')
-    return args
+    return parser.parse_args(argv)
 
 
 def frame_size(path):

@@ -75,7 +75,7 @@ def test_bad_options_are_one_sentence(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo.main(['--size', '30'])
     assert exit_info.value.code == 2
-    assert '--size must be a multiple of 4' in capsys.readouterr().err
+    assert "argument --size: must be a multiple of 4 >= 64, not '30'" in capsys.readouterr().err
     target = tmp_path / 'a_file'
     target.write_text('x')
     assert demo.main(['--output', str(target), '--epochs', '1']) == 1

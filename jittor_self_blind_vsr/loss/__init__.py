@@ -1,6 +1,6 @@
 """The training objective of Self-Blind-VSR.
 
-total = recons('1*L1+...' string on recons_down vs the LR centre frame)
+total = recons('1*L1+...' string on recons_down vs the LR centre frame; parsed by option/)
       + L1(input_cycle, LR centre frame)
       + 0.5 * boundaries + 0.04 * sparsity + 1 * centralized   (on the estimated kernel)
 
@@ -8,6 +8,7 @@ The weights of the kernel terms are fixed in the original trainer, not options.
 """
 from collections import OrderedDict
 
+from jittor_self_blind_vsr.option import parse_loss_string
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
 
 jt = import_jittor(current_device() or 'auto')
@@ -15,27 +16,9 @@ from jittor import nn  # noqa: E402
 
 from jittor_self_blind_vsr.loss.kernel_loss import BoundariesLoss, CentralizedLoss, SparsityLoss  # noqa: E402
 
+# One per option.LOSS_TYPES, the types --loss is checked against.
 RECONS_FUNCTIONS = {'L1': nn.l1_loss, 'MSE': nn.mse_loss}
 KERNEL_WEIGHTS = OrderedDict([('boundaries', 0.5), ('sparse', 0.04), ('center', 1.0)])
-
-
-class LossStringError(ValueError):
-    """A '--loss' string that cannot be parsed; the message is one sentence."""
-
-
-def parse_loss_string(text):
-    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')]."""
-    terms = []
-    for part in text.split('+'):
-        weight, sep, kind = part.strip().partition('*')
-        if not sep or kind not in RECONS_FUNCTIONS:
-            raise LossStringError(f"--loss {text!r}: each term must be WEIGHT*TYPE with TYPE one of "
-                                  f"{', '.join(RECONS_FUNCTIONS)} (e.g. '1*L1')")
-        try:
-            terms.append((float(weight), kind))
-        except ValueError:
-            raise LossStringError(f'--loss {text!r}: {weight!r} is not a number') from None
-    return terms
 
 
 def term_names(terms):
