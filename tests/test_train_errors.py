@@ -111,8 +111,21 @@ def without(state, *path):
      'does not fit parameter in_conv.0.weight (continue with the options the run was started with)'),
     (lambda s: {**s, 'model': model_state(n_feat=16)},
      'does not fit the model: in_conv.0.weight has shape 16x3x3x3 in the file but 32x3x3x3 in the model (and '),
+    (lambda s: {**s, 'epoch': -50}, 'is damaged: its epoch must be an integer in [0, 100000000], not -50'),
+    (lambda s: {**s, 'epoch': 1.0}, 'is damaged: its epoch must be an integer in [0, 100000000], not 1.0'),
+    (lambda s: {**s, 'epoch': True}, 'is damaged: its epoch must be an integer in [0, 100000000], not True'),
+    (lambda s: {**s, 'optimizer': {**s['optimizer'], 'n_step': -7}},
+     'is damaged: its optimizer n_step must be an integer in [0, 2**63 - 1], not -7'),
+    (lambda s: {**s, 'optimizer': {**s['optimizer'], 'n_step': 5.0}},
+     'is damaged: its optimizer n_step must be an integer in [0, 2**63 - 1], not 5.0'),
+    (lambda s: {**s, 'logs': {'psnr': [20.0, 'x']}}, "is damaged: its log 'psnr' must hold numbers only, not 'x'"),
+    (lambda s: {**s, 'logs': {'psnr': [[20.0] * 50]}},
+     "is damaged: its log 'psnr' must hold numbers only, not a list"),
+    (lambda s: {**s, 'logs': {'psnr': 20.0}},
+     "is damaged: its logs must be lists of numbers named by texts, not 'psnr': 20.0"),
 ], ids=['a-list', 'other-version', 'no-optimizer', 'logs-not-a-dict', 'optimizer-lacks-a-parameter',
-        'model-of-other-width'])
+        'model-of-other-width', 'epoch-negative', 'epoch-float', 'epoch-bool', 'n_step-negative', 'n_step-float',
+        'log-of-text', 'log-of-lists', 'log-not-a-list'])
 def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, message):
     folder = tmp_path / 'exp' / 'run'
     folder.mkdir(parents=True)
@@ -122,3 +135,10 @@ def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, m
     assert code == 1
     assert len(err) == 1 and err[0].startswith('sbvsr-train: ') and message in err[0] and len(err[0]) < 300, err
     assert str(folder / 'training_state.pkl') in err[0]
+
+
+def test_state_whose_logs_hold_nan_is_valid():
+    from jittor_self_blind_vsr.trainer.trainer import check_state
+    state = training_state()
+    state['logs'] = {'psnr': [float('nan')], 'loss_total': [0.5]}  # the PSNR of a test set without ground truth
+    check_state(state, 'training_state.pkl')

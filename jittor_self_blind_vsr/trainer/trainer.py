@@ -9,6 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from jittor_self_blind_vsr.model import load_checked
+from jittor_self_blind_vsr.option import ENDLESS_EPOCHS
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 
@@ -45,16 +46,54 @@ def load_optimizer_state(optimizer, state, names, path):
 
 
 def check_state(state, path):
-    """Raise CheckpointError unless `state` has the layout `Trainer.state()` writes."""
+    """Raise CheckpointError unless `state` has the layout and values `Trainer.state()` writes."""
     if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
         raise CheckpointError(f'{path} is not a training state written by this version of sbvsr-train')
     optimizer = state.get('optimizer')
-    complete = (isinstance(state.get('epoch'), int) and isinstance(state.get('model'), dict)
-                and isinstance(state.get('logs'), dict) and all(isinstance(v, list) for v in state['logs'].values())
-                and isinstance(optimizer, dict) and isinstance(optimizer.get('n_step'), int)
+    complete = ('epoch' in state and isinstance(state.get('model'), dict) and isinstance(state.get('logs'), dict)
+                and isinstance(optimizer, dict) and 'n_step' in optimizer
                 and isinstance(optimizer.get('m'), dict) and isinstance(optimizer.get('v'), dict))
     if not complete:
         raise CheckpointError(f'{path} is damaged: parts of the training state are missing')
+    problem = _field_problem(state)
+    if problem is not None:
+        raise CheckpointError(f'{path} is damaged: {problem}')
+
+
+MAX_STEPS = 2 ** 63 - 1  # Adam's step count, an int64
+
+
+def _is_count(value, high):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _brief(value):
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of over 4300 digits, a list nested too deep
+        text = ''
+    return text if 0 < len(text) <= 40 else f'a {type(value).__name__}'
+
+
+def _field_problem(state):
+    """What is wrong with the epoch, step count or logs of a complete state, or None."""
+    epoch, n_step = state['epoch'], state['optimizer']['n_step']
+    if not _is_count(epoch, ENDLESS_EPOCHS):
+        return f'its epoch must be an integer in [0, {ENDLESS_EPOCHS}], not {_brief(epoch)}'
+    if not _is_count(n_step, MAX_STEPS):
+        return f'its optimizer n_step must be an integer in [0, 2**63 - 1], not {_brief(n_step)}'
+    for name, values in state['logs'].items():
+        if not isinstance(name, str) or not isinstance(values, list):
+            return f'its logs must be lists of numbers named by texts, not {_brief(name)}: {_brief(values)}'
+        # NaN is a genuine entry: the PSNR of a test set without ground truth.
+        bad = [value for value in values if not _is_number(value)]
+        if bad:
+            return f'its log {name!r} must hold numbers only, not {_brief(bad[0])}'
+    return None
 
 
 class Trainer:
