@@ -11,7 +11,7 @@ except ImportError:
     pass
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY_DIR = Path(os.environ.get('SBVSR_PARITY_DIR', REPO.parent / 'shared' / 'fixtures' / 'parity'))
+PARITY_DIR = Path(os.environ.get('SBVSR_PARITY_DIR', REPO / 'tests' / 'fixtures' / 'parity'))
 
 
 class NetworkAttempted(RuntimeError):
@@ -33,15 +33,19 @@ from jittor_self_blind_vsr.runtime import import_jittor  # noqa: E402
 import_jittor('auto')
 
 
+# The fixtures are part of the repository: a missing one is a broken checkout (or a wrong
+# SBVSR_PARITY_DIR), so the test fails instead of skipping.
 def parity_file(name):
     path = PARITY_DIR / name
     if not path.is_file():
-        pytest.skip(f'parity fixtures not found at {PARITY_DIR} (set SBVSR_PARITY_DIR)')
+        pytest.fail(f'parity fixture {name} not found in {PARITY_DIR} '
+                    '(tests/fixtures/parity, or SBVSR_PARITY_DIR when set)', pytrace=False)
     return path
 
 
 @pytest.fixture(scope='session')
 def parity_dir():
     if not PARITY_DIR.is_dir():
-        pytest.skip(f'parity fixtures not found at {PARITY_DIR} (set SBVSR_PARITY_DIR)')
+        pytest.fail(f'parity fixtures not found at {PARITY_DIR} '
+                    '(tests/fixtures/parity, or SBVSR_PARITY_DIR when set)', pytrace=False)
     return PARITY_DIR

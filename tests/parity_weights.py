@@ -1,4 +1,4 @@
-"""Seeded weights of the parity fixtures (../shared/fixtures/parity/README.md recipe)."""
+"""Seeded weights of the parity fixtures (the recipe in tests/fixtures/parity/README.md)."""
 import numpy as np
 
 

@@ -1,6 +1,6 @@
 """The Jittor PWC_Recons computes what the published PyTorch code computes.
 
-Every array of ../shared/fixtures/parity/{small,full}_config.npz is reproduced with the
+Every array of tests/fixtures/parity/{small,full}_config.npz is reproduced with the
 seeded weights of the fixture README, within its tolerances, for both grid_sample
 semantics (aligned = align_corners True, modern = False).
 """
