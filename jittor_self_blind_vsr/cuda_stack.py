@@ -130,7 +130,7 @@ def plan(facts, environ, shim_dir=''):
                         quiet=True)
     driver = f'{facts.driver[0]}.{facts.driver[1]}'
     if environ.get('nvcc_path') == '':
-        return Decision('cpu', env, 'nvcc_path is set empty, which turns CUDA off in Jittor')
+        return Decision('cpu', env, 'nvcc_path is set empty, which turns CUDA off in Jittor', quiet=True)
     if facts.jtcuda_incomplete:
         return Decision('cpu', dict(env, nvcc_path=''),
                         f'Jittor\'s CUDA folder {facts.jtcuda_incomplete} holds no complete toolkit and Jittor '
@@ -429,21 +429,24 @@ def probe_key(decision, jittor_version):
 
 def probe(env, timeout=3600):
     """Start Jittor on CUDA in a child process with `env` and run the self-test there.
-    Returns '' when it passed, else one sentence: the child may crash, hang in a
-    download or print wrong numbers, and none of it reaches this process."""
+    Returns (failure, the child's output): failure is '' when it passed, else one
+    sentence. The child may crash, hang in a download or print wrong numbers, and none of
+    it reaches this process."""
     child = dict(os.environ, **env)
     try:
         proc = subprocess.run([sys.executable, '-m', 'jittor_self_blind_vsr.cuda_stack', '--probe'], env=child,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return f'Jittor did not start on CUDA within {timeout} s'
+    except subprocess.TimeoutExpired as expired:
+        output = (expired.stdout or b'').decode(errors='replace') + (expired.stderr or b'').decode(errors='replace')
+        return f'Jittor did not start on CUDA within {timeout} s', output
+    output = proc.stdout + proc.stderr
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith('SBVSR_PROBE '):
-            return json.loads(line[len('SBVSR_PROBE '):])['failure']
+            return json.loads(line[len('SBVSR_PROBE '):])['failure'], output
     lines = [re.sub(r'\x1b\[[0-9;]*m', '', line).strip() for line in (proc.stderr + proc.stdout).splitlines()]
     lines = [line for line in lines if line]
     detail = lines[-1][:300] if lines else f'exit status {proc.returncode}'
-    return f'Jittor failed to start on CUDA ({detail})'
+    return f'Jittor failed to start on CUDA ({detail})', output
 
 
 def _probe_main():

@@ -137,7 +137,8 @@ def _write_shim():
 def _probe_once(decision):
     """cuda_stack.probe for this decision, remembering a refusal: a stack that failed stays
     on the CPU without paying another CUDA start (delete the sbvsr/cuda_probe folder of
-    Jittor's cache to try again). A success is never remembered: each process checks."""
+    Jittor's cache to try again; the child's output is kept there beside the refusal). A
+    success is never remembered: each process checks."""
     try:
         jittor_version = metadata.version('jittor')
     except metadata.PackageNotFoundError:
@@ -147,10 +148,11 @@ def _probe_once(decision):
         return json.loads(record.read_text())['failure']
     except (OSError, ValueError, KeyError):
         pass
-    failure = cuda_stack.probe(decision.env)
+    failure, output = cuda_stack.probe(decision.env)
     if failure:
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({'failure': failure, 'toolkit': decision.toolkit.label}))
+        record.with_suffix('.log').write_text(output)
+        record.write_text(json.dumps({'failure': failure, 'toolkit': decision.toolkit.label, 'env': decision.env}))
     return failure
 
 

@@ -100,7 +100,7 @@ def test_wrapper_nvcc_without_cudart_is_refused():
 def test_users_nvcc_path_is_not_replaced():
     assert 'nvcc_path' not in cuda_stack.plan(facts(CUDA12), {'nvcc_path': CUDA12.nvcc}).env
     decision = cuda_stack.plan(facts(CUDA12), {'nvcc_path': ''})
-    assert decision.device == 'cpu' and 'nvcc_path is set empty' in decision.reason
+    assert decision.device == 'cpu' and decision.quiet and 'nvcc_path is set empty' in decision.reason
 
 
 def test_jittors_own_toolkit_is_named_so_it_is_not_downloaded():
@@ -200,10 +200,11 @@ def test_probe_reports_a_crashing_jittor_start(monkeypatch):
     crashed = subprocess.CompletedProcess([], -6, stdout='', stderr='Compiling...\nterminate called without an '
                                                                    'active exception\n')
     monkeypatch.setattr(cuda_stack.subprocess, 'run', lambda *a, **k: crashed)
-    assert cuda_stack.probe({}) == 'Jittor failed to start on CUDA (terminate called without an active exception)'
+    assert cuda_stack.probe({}) == ('Jittor failed to start on CUDA (terminate called without an active exception)',
+                                    crashed.stderr)
     answered = subprocess.CompletedProcess([], 0, stdout='SBVSR_PROBE {"failure": "wrong sum"}\n', stderr='')
     monkeypatch.setattr(cuda_stack.subprocess, 'run', lambda *a, **k: answered)
-    assert cuda_stack.probe({}) == 'wrong sum'
+    assert cuda_stack.probe({})[0] == 'wrong sum'
 
 
 @pytest.fixture
@@ -216,7 +217,7 @@ def gpu_machine(monkeypatch, tmp_path):
 
     def probe(env):
         calls.append(env)
-        return machine['failure']
+        return machine['failure'], 'output of the CUDA start'
     monkeypatch.setattr(cuda_stack, 'probe', probe)
     machine['calls'] = calls
     return machine
@@ -230,7 +231,7 @@ def test_auto_uses_cuda_that_passes_the_probe(gpu_machine):
     assert len(gpu_machine['calls']) == 2  # a success is checked again by every process
 
 
-def test_failed_self_test_means_cpu_for_auto_and_an_error_for_cuda(gpu_machine):
+def test_failed_self_test_means_cpu_for_auto_and_an_error_for_cuda(gpu_machine, tmp_path):
     gpu_machine['failure'] = 'the CUDA self-test got a wrong sum (max error 12)'
     device, env, warning = runtime.choose_device('auto', {})
     assert device == 'cpu' and env['nvcc_path'] == '' and env['use_nccl'] == '0'
@@ -240,7 +241,9 @@ def test_failed_self_test_means_cpu_for_auto_and_an_error_for_cuda(gpu_machine):
         runtime.choose_device('cuda', {})
     assert str(error.value) == ('--device cuda was asked for, but the CUDA self-test got a wrong sum '
                                 f'(max error 12) ({CUDA12.label})')
-    assert len(gpu_machine['calls']) == 1  # the refusal is remembered for this stack
+    assert len(gpu_machine['calls']) == 1  # the refusal is remembered for this stack, with the child's output
+    logs = list((tmp_path / '.cache' / 'jittor' / 'sbvsr' / 'cuda_probe').glob('*.log'))
+    assert [log.read_text() for log in logs] == ['output of the CUDA start']
 
 
 def test_failed_preflight_means_cpu_for_auto_and_an_error_for_cuda(gpu_machine):
@@ -351,7 +354,9 @@ def test_demo_train_and_infer_with_auto_run_on_the_cpu(machine, tmp_path):
     machine's CUDA 13 toolkit (no cuBLAS, cuDNN) after exactly one warning line. No network."""
     if cuda_stack.detect_driver()[1]:
         pytest.skip('a GPU answers here: this checks the GPU-less and unusable-stack paths')
-    env = dict(os.environ, log_silent='1', PYTHONPATH=str(REPO))
+    # without what this test process's own runtime set (nvcc_path='' among it)
+    env = {k: v for k, v in os.environ.items() if k not in ('nvcc_path', 'use_nccl', 'use_cutt', 'use_cutlass')}
+    env.update(log_silent='1', PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, '-c', _CLI_CHILD, machine, str(tmp_path / 'demo')], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=1800)
     lines = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
@@ -366,3 +371,19 @@ def test_demo_train_and_infer_with_auto_run_on_the_cpu(machine, tmp_path):
         assert warnings[0].startswith('sbvsr-demo: warning: CUDA is not usable, running on the CPU: ')
         if os.path.isfile('/usr/local/cuda-13.0/bin/nvcc'):
             assert 'CUDA 13.0 (/usr/local/cuda-13.0/bin/nvcc) lacks libcublas' in warnings[0]
+
+
+@pytest.mark.parametrize('command', [['jittor_self_blind_vsr.main', '--template', 'Self_Blind_VSR_CPU'],
+                                     ['jittor_self_blind_vsr.demo', '--epochs', '1']])
+def test_device_cuda_without_usable_cuda_is_one_sentence_and_non_zero(command, tmp_path):
+    if cuda_stack.detect_driver()[1]:
+        pytest.skip('a GPU answers here')
+    env = {k: v for k, v in os.environ.items() if k != 'nvcc_path'}
+    env['PYTHONPATH'] = str(REPO)
+    proc = subprocess.run([sys.executable, '-m', *command, '--device', 'cuda'], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    name = {'jittor_self_blind_vsr.main': 'sbvsr-train', 'jittor_self_blind_vsr.demo': 'sbvsr-demo'}[command[0]]
+    assert proc.returncode != 0
+    assert proc.stderr == (f'{name}: --device cuda was asked for, but no CUDA GPU is usable on this machine '
+                           '(no NVIDIA driver answers)\n')
+    assert list(tmp_path.iterdir()) == []
