@@ -158,7 +158,9 @@ def _probe_once(decision):
 
 def choose_device(device, environ=None):
     """Decide CPU or CUDA for `device` before Jittor's import: (device, variables to set,
-    warning line or ''). Raises RuntimeError with the reason when 'cuda' cannot be had."""
+    the line to show or ''). The line is a warning when a GPU answers but CUDA cannot be
+    used, and says which stack runs when CUDA is used. Raises RuntimeError with the
+    reason when 'cuda' cannot be had."""
     environ = os.environ if environ is None else environ
     extras = cuda_stack.extras_env(environ)
     if device == 'cpu':
@@ -174,11 +176,11 @@ def choose_device(device, environ=None):
             decision = cuda_stack.Decision('cpu', dict(extras, nvcc_path=''),
                                            f'{failure} ({decision.toolkit.label})')
     if decision.device == 'cuda':
-        return 'cuda', decision.env, ''
+        return 'cuda', decision.env, 'CUDA: ' + '; '.join(decision.notes)
     if device == 'cuda':
         raise RuntimeError(f'--device cuda was asked for, but {decision.reason}')
     env = dict(decision.env, nvcc_path='')
-    warning = '' if decision.quiet else f'CUDA is not usable, running on the CPU: {decision.reason}'
+    warning = '' if decision.quiet else f'warning: CUDA is not usable, running on the CPU: {decision.reason}'
     return 'cpu', env, warning
 
 
@@ -212,12 +214,12 @@ def import_jittor(device='auto'):
         return jittor
     os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
-    chosen, env, warning = choose_device(device)
+    chosen, env, line = choose_device(device)
     os.environ.update(env)
-    if warning:
+    if line:
         program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
         program = program if program.startswith('sbvsr') else 'sbvsr'
-        print(f'{program}: warning: {warning}', file=sys.stderr, flush=True)
+        print(f'{program}: {line}', file=sys.stderr, flush=True)
     jittor = start_jittor(chosen)
     if chosen == 'cuda':
         failure = '' if jittor.has_cuda else 'Jittor started without CUDA'

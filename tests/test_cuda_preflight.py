@@ -224,8 +224,8 @@ def gpu_machine(monkeypatch, tmp_path):
 
 
 def test_auto_uses_cuda_that_passes_the_probe(gpu_machine):
-    device, env, warning = runtime.choose_device('auto', {})
-    assert (device, warning) == ('cuda', '') and env['nvcc_path'] == CUDA12.nvcc
+    device, env, line = runtime.choose_device('auto', {})
+    assert (device, line) == ('cuda', f'CUDA: Jittor uses {CUDA12.label}') and env['nvcc_path'] == CUDA12.nvcc
     assert gpu_machine['calls'] == [env]
     runtime.choose_device('auto', {})
     assert len(gpu_machine['calls']) == 2  # a success is checked again by every process
@@ -235,7 +235,7 @@ def test_failed_self_test_means_cpu_for_auto_and_an_error_for_cuda(gpu_machine, 
     gpu_machine['failure'] = 'the CUDA self-test got a wrong sum (max error 12)'
     device, env, warning = runtime.choose_device('auto', {})
     assert device == 'cpu' and env['nvcc_path'] == '' and env['use_nccl'] == '0'
-    assert warning == ('CUDA is not usable, running on the CPU: the CUDA self-test got a wrong sum '
+    assert warning == ('warning: CUDA is not usable, running on the CPU: the CUDA self-test got a wrong sum '
                        f'(max error 12) ({CUDA12.label})')
     with pytest.raises(RuntimeError) as error:
         runtime.choose_device('cuda', {})
@@ -270,9 +270,11 @@ def test_cpu_asks_nothing_of_the_stack(gpu_machine):
 
 def test_cuda13_shim_is_written_and_compiles_jittors_header(gpu_machine, tmp_path):
     gpu_machine['facts'] = facts(CUDA13)
-    device, env, _ = runtime.choose_device('auto', {})
+    device, env, line = runtime.choose_device('auto', {})
     shim = tmp_path / '.cache' / 'jittor' / 'sbvsr' / 'cuda13_include'
-    assert device == 'cuda' and env['cc_flags'] == f'-I"{shim}"'
+    assert device == 'cuda' and env['cc_flags'] == f'-I"{shim}"' and env['conv_opt'] == '1'
+    assert line == (f'CUDA: Jittor uses {CUDA13.label}; convolutions without cuDNN (conv_opt=1): no cuDNN was '
+                    'found, Jittor needs cuDNN 8 beside its toolkit; CUDA 13 header shim for Jittor\'s helper_cuda.h')
     assert (shim / 'helper_cuda.h').read_text() == cuda_stack.HELPER_CUDA_SHIM
     nvcc = '/usr/local/cuda-13.0/bin/nvcc'
     if not os.path.isfile(nvcc):
@@ -309,7 +311,8 @@ def fresh_process(monkeypatch):
 
 
 def test_import_jittor_prints_one_warning_line_then_runs_on_the_cpu(fresh_process, monkeypatch, capsys):
-    monkeypatch.setattr(runtime, 'choose_device', lambda device: ('cpu', {'nvcc_path': ''}, 'CUDA is not usable'))
+    monkeypatch.setattr(runtime, 'choose_device',
+                        lambda device: ('cpu', {'nvcc_path': ''}, 'warning: CUDA is not usable'))
     monkeypatch.setattr(sys, 'argv', ['/venv/bin/sbvsr-infer'])
     assert runtime.import_jittor('auto') is jt
     assert runtime.import_jittor() is jt  # the modules' own calls add nothing
