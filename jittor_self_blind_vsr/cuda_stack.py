@@ -54,6 +54,7 @@ HELPER_CUDA_SHIM = '''\
 #undef clockRate
 #endif
 '''
+_ANSI = re.compile(r'\x1b\[[0-9;]*m')  # Jittor colours its log lines
 PROBE_VERSION = 1  # bump when the probe or the plan changes, so cached refusals are retried
 
 
@@ -407,7 +408,8 @@ def self_test(jt, cuda=True):
                 got = np.asarray(run(), dtype=np.float64).reshape(np.shape(expected))
                 jt.sync_all(True)
             except Exception as error:  # Jittor raises RuntimeError, but a broken stack anything
-                return f'the CUDA self-test failed at {name}: {str(error).strip().splitlines()[-1][:200]}'
+                text = _ANSI.sub('', str(error)).strip().splitlines() or [type(error).__name__]
+                return f'the CUDA self-test failed at {name}: {text[-1][:200]}'
             error = np.abs(got - expected).max() if got.size else 0.0
             if not np.isfinite(error) or error > 1e-3 * (1 + np.abs(expected).max()):
                 launch = _cuda_last_error()
@@ -443,7 +445,7 @@ def probe(env, timeout=3600):
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith('SBVSR_PROBE '):
             return json.loads(line[len('SBVSR_PROBE '):])['failure'], output
-    lines = [re.sub(r'\x1b\[[0-9;]*m', '', line).strip() for line in (proc.stderr + proc.stdout).splitlines()]
+    lines = [_ANSI.sub('', line).strip() for line in (proc.stderr + proc.stdout).splitlines()]
     lines = [line for line in lines if line]
     detail = lines[-1][:300] if lines else f'exit status {proc.returncode}'
     return f'Jittor failed to start on CUDA ({detail})', output
@@ -452,11 +454,15 @@ def probe(env, timeout=3600):
 def _probe_main():
     from jittor_self_blind_vsr import runtime
     try:
+        import jittor  # configured by the parent's environment
+        # for the record kept with a refusal (runtime._probe_once)
+        archs = list(getattr(jittor.flags, 'cuda_archs', []))  # a flag of CUDA builds only
+        print(f'nvcc_flags: {jittor.flags.nvcc_flags}\ncuda_archs: {archs}', flush=True)
         jt = runtime.start_jittor('cuda')
         failure = '' if jt.has_cuda else 'Jittor started without CUDA'
         failure = failure or self_test(jt)
     except Exception as error:
-        text = str(error).strip().splitlines()
+        text = _ANSI.sub('', str(error)).strip().splitlines()
         failure = f'Jittor failed to start on CUDA ({text[-1][:300] if text else type(error).__name__})'
     print('SBVSR_PROBE ' + json.dumps({'failure': failure}), flush=True)
 

@@ -207,6 +207,15 @@ def test_probe_reports_a_crashing_jittor_start(monkeypatch):
     assert cuda_stack.probe({})[0] == 'wrong sum'
 
 
+def test_probe_child_reports_a_jittor_without_cuda(monkeypatch):
+    """The real child process: here Jittor can only start on the CPU, which the probe refuses."""
+    monkeypatch.setenv('PYTHONPATH', str(REPO))
+    failure, output = cuda_stack.probe({'nvcc_path': '', 'log_silent': '1'})
+    assert failure.startswith('Jittor failed to start on CUDA (') and 'No CUDA found' in failure
+    assert '\x1b' not in failure
+    assert 'nvcc_flags: ' in output and 'SBVSR_PROBE' in output
+
+
 @pytest.fixture
 def gpu_machine(monkeypatch, tmp_path):
     """A machine whose driver answers, with `stack` as detected and `probe` as the CUDA start."""
