@@ -458,9 +458,7 @@ def _probe_main():
         # for the record kept with a refusal (runtime._probe_once)
         archs = list(getattr(jittor.flags, 'cuda_archs', []))  # a flag of CUDA builds only
         print(f'nvcc_flags: {jittor.flags.nvcc_flags}\ncuda_archs: {archs}', flush=True)
-        jt = runtime.start_jittor('cuda')
-        failure = '' if jt.has_cuda else 'Jittor started without CUDA'
-        failure = failure or self_test(jt)
+        failure = self_test(runtime.start_jittor('cuda'))
     except Exception as error:
         text = _ANSI.sub('', str(error)).strip().splitlines()
         failure = f'Jittor failed to start on CUDA ({text[-1][:300] if text else type(error).__name__})'

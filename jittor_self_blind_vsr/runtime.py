@@ -187,6 +187,8 @@ def choose_device(device, environ=None):
 def start_jittor(device):
     """Import Jittor (configured by the environment) and select `device`."""
     import jittor
+    if device == 'cuda' and not jittor.has_cuda:
+        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
     jittor.flags.use_cuda = int(device == 'cuda')
     _state['device'] = device
     return jittor
@@ -211,6 +213,9 @@ def import_jittor(device='auto'):
                 'this Jittor process was already started on the CPU'
             raise RuntimeError(f'--device cuda was asked for, but {reason}')
         import jittor
+        if device == 'cpu':
+            jittor.flags.use_cuda = 0
+            _state['device'] = 'cpu'
         return jittor
     os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
@@ -222,8 +227,7 @@ def import_jittor(device='auto'):
         print(f'{program}: {line}', file=sys.stderr, flush=True)
     jittor = start_jittor(chosen)
     if chosen == 'cuda':
-        failure = '' if jittor.has_cuda else 'Jittor started without CUDA'
-        failure = failure or cuda_stack.self_test(jittor)
+        failure = cuda_stack.self_test(jittor)
         if failure:  # the child passed the same test: the process itself differs
             jittor.flags.use_cuda = 0
             _state['device'] = 'cpu'
