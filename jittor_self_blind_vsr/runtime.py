@@ -1,23 +1,30 @@
 """Make Jittor work on a fresh, offline machine.
 
 Every entry point calls `import_jittor()` before Jittor does any work, because the
-two decisions below are taken by Jittor at import time and cannot be undone later:
+decisions below are taken by Jittor at import time and cannot be undone later:
 
-* CUDA: Jittor compiles for CUDA as soon as it finds `nvcc`, and fails without a
-  driver. It is kept off (`nvcc_path=""`) unless a GPU really answers `cuInit`.
+* CUDA: Jittor compiles for CUDA as soon as it finds `nvcc`, takes whatever stack it
+  finds and cannot go back to the CPU in the same process. The stack is checked first
+  (cuda_stack.plan), Jittor is started on CUDA and checked against known answers in a
+  child process (cuda_stack.probe), and only then in this one; otherwise it is kept
+  off (`nvcc_path=""`), with one warning line when a GPU was there.
+* NCCL, cutt, cutlass: Jittor downloads and builds them on a CUDA import unless told
+  not to; they stay off unless the user asks for them (cuda_stack.extras_env).
 * oneDNN: on first import Jittor downloads its CPU conv/matmul backend from its own
   server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
   `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
 * oneDNN's convolution kernel: see ONEDNN_MAX_CPU_ISA.
 """
-import ctypes
 import functools
+import json
 import os
 import platform
 import random
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from jittor_self_blind_vsr import cuda_stack
 
 DEVICES = ('auto', 'cpu', 'cuda')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
@@ -43,21 +50,8 @@ _BRGCONV_ISAS = ('ALL', 'AVX512_CORE', 'AVX512_CORE_VNNI', 'AVX512_CORE_BF16', '
 
 def cuda_available():
     """True when a CUDA driver is loadable and reports at least one device."""
-    for name in ('libcuda.so.1', 'libcuda.so'):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    else:
-        return False
-    count = ctypes.c_int(0)
-    try:
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return False
-    except AttributeError:
-        return False
-    return count.value > 0
+    driver, devices = cuda_stack.detect_driver()
+    return driver is not None and devices > 0
 
 
 def jittor_home():
@@ -124,33 +118,121 @@ def provision_onednn():
     return target
 
 
+def sbvsr_cache():
+    """This package's own folder in Jittor's cache (CUDA header shim, refused CUDA probes)."""
+    return jittor_home() / '.cache' / 'jittor' / 'sbvsr'
+
+
+def _write_shim():
+    folder = sbvsr_cache() / 'cuda13_include'
+    header = folder / 'helper_cuda.h'
+    if not header.is_file() or header.read_text() != cuda_stack.HELPER_CUDA_SHIM:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = header.with_name(f'helper_cuda.h.tmp{os.getpid()}')
+        tmp.write_text(cuda_stack.HELPER_CUDA_SHIM)
+        os.replace(tmp, header)
+    return folder
+
+
+def _probe_once(decision):
+    """cuda_stack.probe for this decision, remembering a refusal: a stack that failed stays
+    on the CPU without paying another CUDA start (delete the sbvsr/cuda_probe folder of
+    Jittor's cache to try again; the child's output is kept there beside the refusal). A
+    success is never remembered: each process checks."""
+    try:
+        jittor_version = metadata.version('jittor')
+    except metadata.PackageNotFoundError:
+        jittor_version = ''
+    record = sbvsr_cache() / 'cuda_probe' / f'{cuda_stack.probe_key(decision, jittor_version)}.json'
+    try:
+        return json.loads(record.read_text())['failure']
+    except (OSError, ValueError, KeyError):
+        pass
+    failure, output = cuda_stack.probe(decision.env)
+    if failure:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.with_suffix('.log').write_text(output)
+        record.write_text(json.dumps({'failure': failure, 'toolkit': decision.toolkit.label, 'env': decision.env}))
+    return failure
+
+
+def choose_device(device, environ=None):
+    """Decide CPU or CUDA for `device` before Jittor's import: (device, variables to set,
+    the line to show or ''). The line is a warning when a GPU answers but CUDA cannot be
+    used, and says which stack runs when CUDA is used. Raises RuntimeError with the
+    reason when 'cuda' cannot be had."""
+    environ = os.environ if environ is None else environ
+    extras = cuda_stack.extras_env(environ)
+    if device == 'cpu':
+        return 'cpu', dict(extras, nvcc_path=''), ''
+    jtcuda_root = str(jittor_home() / '.cache' / 'jittor' / 'jtcuda')
+    facts = cuda_stack.detect(environ, jtcuda_root)
+    decision = cuda_stack.plan(facts, environ, shim_dir=str(sbvsr_cache() / 'cuda13_include'))
+    if decision.device == 'cuda':
+        if decision.toolkit.version[0] >= 13:
+            _write_shim()
+        failure = _probe_once(decision)
+        if failure:
+            decision = cuda_stack.Decision('cpu', dict(extras, nvcc_path=''),
+                                           f'{failure} ({decision.toolkit.label})')
+    if decision.device == 'cuda':
+        return 'cuda', decision.env, 'CUDA: ' + '; '.join(decision.notes)
+    if device == 'cuda':
+        raise RuntimeError(f'--device cuda was asked for, but {decision.reason}')
+    env = dict(decision.env, nvcc_path='')
+    warning = '' if decision.quiet else f'warning: CUDA is not usable, running on the CPU: {decision.reason}'
+    return 'cpu', env, warning
+
+
+def start_jittor(device):
+    """Import Jittor (configured by the environment) and select `device`."""
+    import jittor
+    if device == 'cuda' and not jittor.has_cuda:
+        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
+    jittor.flags.use_cuda = int(device == 'cuda')
+    _state['device'] = device
+    return jittor
+
+
 def import_jittor(device='auto'):
     """Configure CUDA and oneDNN for `device` ('auto', 'cpu' or 'cuda'), import Jittor.
 
     'auto' after a device has been chosen keeps that choice: modules call
     `import_jittor()` at import time, after an entry point may have picked 'cpu'
-    on a GPU machine. Raises RuntimeError when 'cuda' is asked for and no GPU answers.
+    on a GPU machine. 'auto' with an unusable CUDA stack runs on the CPU after one
+    warning line on stderr (none when there is no GPU at all). Raises RuntimeError
+    with the reason when 'cuda' is asked for and cannot be used.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if 'jittor' in sys.modules and _state['device'] is None:
         raise RuntimeError('jittor was imported before jittor_self_blind_vsr.runtime could configure it')
-    if device == 'auto' and _state['device'] is not None:
+    if _state['device'] is not None:
+        if device == 'cuda' and _state['device'] != 'cuda':
+            reason = 'no CUDA GPU is usable on this machine' if not cuda_available() else \
+                'this Jittor process was already started on the CPU'
+            raise RuntimeError(f'--device cuda was asked for, but {reason}')
         import jittor
+        if device == 'cpu':
+            jittor.flags.use_cuda = 0
+            _state['device'] = 'cpu'
         return jittor
-    use_cuda = device == 'cuda' or (device == 'auto' and cuda_available())
-    if device == 'cuda' and not cuda_available():
-        raise RuntimeError('--device cuda was asked for, but no CUDA GPU is usable on this machine')
-    if _state['device'] is None:
-        if not use_cuda:
-            os.environ['nvcc_path'] = ''
-        os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
-        provision_onednn()
-    import jittor
-    if use_cuda and not jittor.has_cuda:
-        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
-    jittor.flags.use_cuda = int(use_cuda)
-    _state['device'] = 'cuda' if use_cuda else 'cpu'
+    os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
+    provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
+    chosen, env, line = choose_device(device)
+    os.environ.update(env)
+    if line:
+        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
+        program = program if program.startswith('sbvsr') else 'sbvsr'
+        print(f'{program}: {line}', file=sys.stderr, flush=True)
+    jittor = start_jittor(chosen)
+    if chosen == 'cuda':
+        failure = cuda_stack.self_test(jittor)
+        if failure:  # the child passed the same test: the process itself differs
+            jittor.flags.use_cuda = 0
+            _state['device'] = 'cpu'
+            raise RuntimeError(f'CUDA passed its self-test in a child process but not here: {failure}; '
+                               'run with --device cpu')
     return jittor
 
 

@@ -208,3 +208,9 @@ def test_onednn_convolves_with_the_direct_kernel_unless_the_user_says_otherwise(
     assert kernel.startswith('jit:avx512')
     kernel, brgconv_allowed = conv_kernel_in_child('ALL')
     assert kernel.startswith('brgconv') and brgconv_allowed
+
+
+def test_cpu_after_a_choice_switches_cuda_off(monkeypatch):
+    monkeypatch.setitem(runtime._state, 'device', 'cuda')
+    assert runtime.import_jittor('cpu') is jt
+    assert runtime.current_device() == 'cpu' and jt.flags.use_cuda == 0
