@@ -68,6 +68,9 @@ def _add_data(parser):
     group.add_argument('--test_padding', type=int, default=0, help='padding at test time, cropped afterwards')
     group.add_argument('--n_sequence', type=int, default=5, help='frames per input clip')
     group.add_argument('--n_frames_per_video', type=int, default=50, help='frames used from each training video')
+    group.add_argument('--repeat_worker_kernels', **FLAG,
+                       help='realistic online kernels: every loader worker draws the same kernel sequence '
+                            'in every epoch, as the original did (default: fresh kernels)')
 
 
 def _add_model(parser):
