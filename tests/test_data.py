@@ -3,6 +3,7 @@ import argparse
 import random
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from scipy import ndimage
 
 from hr_clips import make_hr_clips
 from jittor_self_blind_vsr.data import DATASETS, Data, DatasetError, make_dataset
-from jittor_self_blind_vsr.data import videodata
+from jittor_self_blind_vsr.data import videodata, videodata_online_realistic
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import degradation as deg
 from jittor_self_blind_vsr.utils.image_io import read_image, write_image
@@ -33,7 +34,7 @@ def make_args(root, **overrides):
     values = dict(n_sequence=5, n_frames_per_video=50, HR_in=False, dir_data=str(root), dir_data_test=str(root),
                   test_every=1000, batch_size=2, process=False, patch_size=8, scale=4, size_must_mode=1,
                   n_colors=3, rgb_range=1, no_augment=False, n_threads=0, test_only=False,
-                  data_train='REDS_BLURDOWN_GAUSSIAN', data_test='REDS_HRLR')
+                  data_train='REDS_BLURDOWN_GAUSSIAN', data_test='REDS_HRLR', seed=1, repeat_worker_kernels=False)
     values.update(overrides)
     return argparse.Namespace(**values)
 
@@ -228,6 +229,50 @@ def test_worker_processes_load_batches(test_set):
     ds.set_attrs(batch_size=2, num_workers=2)
     shapes = [tuple(batch[0].shape) for batch in ds]
     assert shapes == [(2, 5, 3, 16, 16)] * 2
+
+
+def epoch_kernels(loader, n_epochs):
+    """[[13x13 kernel of every sample, in batch order] for each epoch]."""
+    return [[k for batch in loader for k in batch[2].numpy()[:, 0, 0, :13, :13]] for _ in range(n_epochs)]
+
+
+def stream_positions(kernels, seed, n):
+    """Index of each kernel in the first `n` kernels of the stream seeded with `seed` (-1 if absent)."""
+    rng = np.random.RandomState(seed)
+    stream = [deg.random_realistic_kernel(rng, scale=4).astype(np.float32).tobytes() for _ in range(n)]
+    return [stream.index(k.tobytes()) if k.tobytes() in stream else -1 for k in kernels]
+
+
+@pytest.mark.parametrize('n_threads', [0, 2])
+def test_repeat_worker_kernels_restarts_every_workers_kernel_sequence_each_epoch(test_set, n_threads, monkeypatch):
+    realistic = videodata_online_realistic.VIDEODATA_ONLINE_REALISTIC
+    draw = realistic.get_blur_kernel
+    # slow samples, so that more than one worker gets batches (Jittor hands them to whichever is free)
+    monkeypatch.setattr(realistic, 'get_blur_kernel', lambda self: time.sleep(0.05) or draw(self))
+    args = make_args(test_set, data_train='REDS_BLURDOWN_REALISTIC', batch_size=1, test_every=16,
+                     n_threads=n_threads, seed=5, repeat_worker_kernels=True)
+    loader = Data(args).loader_train
+    assert loader.total_len == 16
+    for positions in (stream_positions(kernels, 5, 16) for kernels in epoch_kernels(loader, 3)):
+        # each loader process that loads batches draws kernels 0, 1, 2, ... of one stream, again in every epoch
+        counts = np.bincount(positions, minlength=16)
+        assert -1 not in positions and 1 <= counts[0] <= max(n_threads, 1)
+        assert (np.diff(counts) <= 0).all() and counts.sum() == 16
+        if n_threads == 0:
+            assert positions == list(range(16))
+
+
+def test_realistic_kernels_are_fresh_in_every_epoch_by_default(test_set):
+    args = make_args(test_set, data_train='REDS_BLURDOWN_REALISTIC', batch_size=1, test_every=8, n_threads=2)
+    first, second = epoch_kernels(Data(args).loader_train, 2)
+    drawn = {k.tobytes() for k in first}
+    assert len(drawn) == 8 and not drawn & {k.tobytes() for k in second}
+
+
+def test_repeat_worker_kernels_needs_realistic_online_kernels(test_set):
+    with pytest.raises(DatasetError, match='--repeat_worker_kernels repeats realistic online kernels, which '
+                                           'REDS_BLURDOWN_GAUSSIAN does not draw'):
+        Data(make_args(test_set, repeat_worker_kernels=True))
 
 
 # ---------------------------------------------------------------- errors

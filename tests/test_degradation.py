@@ -62,6 +62,8 @@ def test_blur_down_uint8_clamps_and_rounds():
     kernel[1, 1] = 0.50251  # 100.502 -> 101
     out = deg.blur_down_uint8(img, kernel, 2)
     assert out.dtype == np.uint8 and out.shape == (4, 4, 3) and (out == 101).all()
+    kernel[1, 1] = 0.5  # 201 * 0.5 = 100.5: up, as the original's torch.round (NumPy's round gives 100)
+    assert (deg.blur_down_uint8(np.full((8, 8, 3), 201.0), kernel, 2) == 101).all()
 
 
 def test_blur_down_refuses_even_or_non_square_kernels():

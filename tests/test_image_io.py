@@ -46,18 +46,36 @@ def test_unreadable_files_raise_image_read_error(tmp_path):
         read_image(tmp_path / 'empty.jpg')
 
 
-# float32 values whose x*255 rounds one way in float32 (the original's tensors) and the other in float64
+# float32 values whose x*255 is a tie (98.5, 149.5, 74.5) in float32 (the original's tensors) but not in float64
 ROUNDING_TIES = np.array([0.38627452, 0.5862745, 0.29215688, 1.2, -0.1], dtype=np.float32)
 
 
 def test_to_uint8_image_rounds_as_the_originals_float32_tensors():
     torch = pytest.importorskip('torch')
     chw = np.tile(ROUNDING_TIES, (3, 2, 1))
-    expected = torch.from_numpy(chw).mul(255.).clamp(0, 255).round().numpy().transpose(1, 2, 0).astype(np.uint8)
-    assert expected[0, :3, 0].tolist() == [98, 150, 74]  # float64 arithmetic would give 99, 149, 75
+    scaled = torch.from_numpy(chw).mul(255.).clamp(0, 255).numpy()
+    # PyTorch 0.4.1's round takes the ties up (today's torch.round would give 98, 150, 74)
+    expected = np.floor(scaled.astype(np.float64) + 0.5).transpose(1, 2, 0).astype(np.uint8)
+    assert expected[0, :3, 0].tolist() == [99, 150, 75]  # float64 arithmetic would give 99, 149, 75
     out = image_io.to_uint8_image(chw)
     assert out.dtype == np.uint8 and out.shape == (2, 5, 3)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_to_uint8_image_rounds_halves_up_as_pytorch_041():
+    # float32 (k + 0.5) / 255 times 255 is exactly k + 0.5 in float32 for every k here
+    halves = (np.arange(255, dtype=np.float32) + np.float32(0.5)) / np.float32(255)
+    assert ((halves * np.float32(255)) % 1 == 0.5).all()
+    out = image_io.to_uint8_image(np.tile(halves, (3, 1, 1)))
+    np.testing.assert_array_equal(out[0, :, 0], np.arange(1, 256))  # NumPy's round would give 0, 2, 2, 4, ...
+
+
+def test_round_half_away_from_zero():
+    values = np.array([-2.5, -1.5, -0.5, -0.49999997, 0.49999997, 0.5, 1.5, 2.5, 254.5, 3.2], np.float32)
+    out = image_io.round_half_away_from_zero(values)
+    assert out.dtype == np.float32
+    assert out.tolist() == [-3, -2, -1, 0, 0, 1, 2, 3, 255, 3]
+    assert image_io.round_half_away_from_zero(np.float64(100.5)) == 101
 
 
 def test_image_size_reads_the_header(tmp_path):

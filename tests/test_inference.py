@@ -71,12 +71,12 @@ def cli(data, out, *extra, gt=True):
 
 
 def independent_output(jt, model, lr_paths):
-    """The original's per-window path: net({'x', 'infer'}), then *255, clamp, round, uint8."""
+    """The original's per-window path: net({'x', 'infer'}), then *255, clamp, round (halves up), uint8."""
     # the original: float32 tensor, then mul_(1/255)
     x = np.stack([read_image(p).astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255) for p in lr_paths])
     with jt.no_grad():
         recons = model({'x': jt.array(x[None]), 'mode': 'infer'})[0]['recons'].numpy()[0]
-    return np.clip(recons * 255, 0, 255).round().transpose(1, 2, 0).astype(np.uint8)
+    return np.floor(np.clip(recons * 255, 0, 255).astype(np.float64) + 0.5).transpose(1, 2, 0).astype(np.uint8)
 
 
 def original_windows(names, n_seq, border):
@@ -234,7 +234,7 @@ def test_video_file_input_and_video_output(data, net, tmp_path):
     x = np.stack([f.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255) for f in lr])[None]
     with jt.no_grad():
         recons = model({'x': jt.array(x), 'mode': 'infer'})[0]['recons'].numpy()[0]
-    expected = np.clip(recons * 255, 0, 255).round().transpose(1, 2, 0).astype(np.uint8)
+    expected = np.floor(np.clip(recons * 255, 0, 255).astype(np.float64) + 0.5).transpose(1, 2, 0).astype(np.uint8)
     np.testing.assert_array_equal(read_image(result / 'walk' / '00000002.png'), expected)
     metrics = json.loads((result / 'metrics.json').read_text())
     frame = metrics['videos']['walk']['frames'][0]

@@ -2,7 +2,8 @@
 
 Every option of the original `option/__init__.py`, plus the settings the original
 only set in its templates (`--n_sequence`, `--n_feat`, ...) and the port's own
-(`--device`, `--align_corners`, `--random_flow_init`). Precedence, lowest first:
+(`--device`, `--align_corners`, `--adam_eps_after_bias_correction`,
+`--random_flow_init`, `--repeat_worker_kernels`). Precedence, lowest first:
 parser default, template file (`templates/<name>.cfg`), command line. The original
 let the template win over the command line, which made templates impossible to adjust.
 
@@ -154,6 +155,9 @@ def _add_data(parser):
     group.add_argument('--n_sequence', type=positive_int, default=5, help='frames per input clip')
     group.add_argument('--n_frames_per_video', type=positive_int, default=50,
                        help='frames used from each training video (at least --n_sequence)')
+    group.add_argument('--repeat_worker_kernels', **FLAG,
+                       help='realistic online kernels: every loader worker draws the same kernel sequence '
+                            'in every epoch, as the original did (default: fresh kernels)')
 
 
 def _add_model(parser):
@@ -190,6 +194,10 @@ def _add_training(parser):
     group.add_argument('--beta1', type=float_range(0, 1, high_open=True), default=0.9, help='Adam beta1')
     group.add_argument('--beta2', type=float_range(0, 1, high_open=True), default=0.999, help='Adam beta2')
     group.add_argument('--epsilon', type=positive_float, default=1e-8, help='Adam epsilon')
+    group.add_argument('--adam_eps_after_bias_correction', **FLAG,
+                       help="where Adam adds epsilon: false to sqrt(v), before the bias correction, as "
+                            "PyTorch 0.4.1 (the published training); true to the bias-corrected sqrt(v), "
+                            "as PyTorch >= 1.3")
     group.add_argument('--weight_decay', type=non_negative_float, default=0, help='weight decay')
     group.add_argument('--mid_loss_weight', type=non_negative_float, default=1.,
                        help='weight of a model-internal loss')

@@ -4,6 +4,7 @@ Schedule as the original (PyTorch StepLR stepped at the start of every epoch):
 epoch e (1-based) trains with lr * gamma ** ((e - 1) // lr_decay) in every group.
 The rate is derived from the epoch, so a resumed run follows the same schedule.
 """
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -20,6 +21,49 @@ STATE_VERSION = 1
 
 def lr_factor(epoch, lr_decay, gamma):
     return gamma ** ((epoch - 1) // lr_decay)
+
+
+class Adam(jt.optim.Adam):
+    """PyTorch's Adam (no amsgrad) on jt.optim.Adam's parameter groups, moments ('m', 'values'),
+    step count and MPI gradient averaging. With g = grad + weight_decay * p and step t:
+
+        m = b1 * m + (1 - b1) * g,   v = b2 * v + (1 - b2) * g * g
+        eps_after_bias_correction=False (PyTorch 0.4.1, which trained the published models;
+        also jt.optim.Adam's formula):
+            p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+        eps_after_bias_correction=True (PyTorch >= 1.3):
+            p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+    Each in the element-wise operation order of that PyTorch version's CPU step. Both keep
+    the same m, v and t, so a state saved by either (or by jt.optim.Adam) resumes in either.
+    """
+
+    def __init__(self, params, lr, eps=1e-8, betas=(0.9, 0.999), weight_decay=0, eps_after_bias_correction=False):
+        super().__init__(params, lr, eps=eps, betas=betas, weight_decay=weight_decay)
+        self.eps_after_bias_correction = eps_after_bias_correction
+
+    def step(self, loss=None, retain_graph=False):
+        self.pre_step(loss, retain_graph)
+        t = self.n_step
+        for group in self.param_groups:
+            lr, eps = group.get('lr', self.lr), group.get('eps', self.eps)
+            weight_decay = group.get('weight_decay', self.weight_decay)
+            b1, b2 = group.get('betas', self.betas)
+            correction1, correction2 = 1 - b1 ** t, 1 - b2 ** t
+            for p, g, v, m in zip(group['params'], group['grads'], group['values'], group['m']):
+                if p.is_stop_grad():
+                    continue
+                if weight_decay != 0:
+                    g = g + weight_decay * p
+                if self.eps_after_bias_correction:
+                    m.update(m + (1 - b1) * (g - m))  # torch's lerp_ for weights below 0.5
+                    v.update(v * b2 + (1 - b2) * g * g)
+                    p.update(p - lr / correction1 * m / (jt.sqrt(v) / correction2 ** 0.5 + eps))
+                else:
+                    m.update(m * b1 + (1 - b1) * g)
+                    v.update(v * b2 + (1 - b2) * g * g)
+                    p.update(p - lr * math.sqrt(correction2) / correction1 * m / (jt.sqrt(v) + eps))
+        self.post_step()
 
 
 def optimizer_state(optimizer, names):
@@ -113,9 +157,11 @@ class Trainer:
         if ckp.continuing:
             self.restore(ckp.load_state())
 
-    def make_optimizer(self):
-        return jt.optim.Adam(self.model.parameters(), lr=self.args.lr, eps=self.args.epsilon,
-                             betas=(self.args.beta1, self.args.beta2), weight_decay=self.args.weight_decay)
+    def make_optimizer(self, groups=None):
+        """Adam over `groups` (jt.optim parameter groups; default: one group of every parameter)."""
+        return Adam(groups or self.model.parameters(), lr=self.args.lr, eps=self.args.epsilon,
+                    betas=(self.args.beta1, self.args.beta2), weight_decay=self.args.weight_decay,
+                    eps_after_bias_correction=self.args.adam_eps_after_bias_correction)
 
     def base_lrs(self):
         """The epoch-1 learning rate of each parameter group."""

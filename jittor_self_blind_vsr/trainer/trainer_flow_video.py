@@ -58,8 +58,7 @@ class Trainer_Flow_Video(Trainer):
         groups = [{'params': getattr(self.model, name).parameters()} for name in RECONS_GROUPS]
         groups.append({'params': getattr(self.model, FLOW_GROUP).parameters(), 'lr': self.args.flow_lr,
                        'base_lr': self.args.flow_lr})
-        return jt.optim.Adam(groups, lr=self.args.lr, eps=self.args.epsilon,
-                             betas=(self.args.beta1, self.args.beta2), weight_decay=self.args.weight_decay)
+        return super().make_optimizer(groups)
 
     def bar_disabled(self):
         """tqdm's `disable`: None draws bars only on a terminal (logs stay clean); off on ranks > 0."""

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from jittor_self_blind_vsr.utils.image_io import round_half_away_from_zero
+
 # The original training sets draw sigma uniformly from this list (random.choice).
 TRAIN_SIGMAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0)
 # The Gaussian test sets (REDS4_BlurDown_Gaussian) use this single sigma.
@@ -116,6 +118,7 @@ def blur_down(img, kernel, scale):
 
 
 def blur_down_uint8(img, kernel, scale):
-    """blur_down, clamped to [0, 255] and rounded to uint8, as the saved test sets."""
-    return np.clip(np.round(_blur_down64(img, kernel, scale)), 0, 255).astype(np.uint8)
+    """blur_down, clamped to [0, 255] and rounded (halves away from zero) to uint8, as the original's
+    torch.round wrote the test sets."""
+    return round_half_away_from_zero(np.clip(_blur_down64(img, kernel, scale), 0, 255)).astype(np.uint8)
 

@@ -71,10 +71,19 @@ def read_image(path):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def round_half_away_from_zero(values):
+    """Nearest integers (same dtype), halves away from zero: C's round(), which PyTorch 0.4.1's
+    torch.round uses and the original's uint8 images went through (NumPy's round takes halves
+    to even, as torch.round does since). Exact: x - floor(|x|) has no rounding error."""
+    magnitude = np.abs(values)
+    whole = np.floor(magnitude)
+    return np.copysign(whole + (magnitude - whole >= 0.5), values)
+
+
 def to_uint8_image(chw):
     """A (C, H, W) network output in [0, 1] as an HxWxC uint8 image, as the original's tensor2numpy
-    and postprocess: times 255 in float32, clamped, rounded half to even."""
-    image = np.clip(np.asarray(chw, np.float32) * np.float32(255), 0, 255).round()
+    and postprocess: times 255 in float32, clamped, rounded halves away from zero."""
+    image = round_half_away_from_zero(np.clip(np.asarray(chw, np.float32) * np.float32(255), 0, 255))
     return image.transpose(1, 2, 0).astype(np.uint8)
 
 
