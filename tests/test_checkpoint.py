@@ -562,3 +562,64 @@ def test_check_float_arrays(value, message):
     with pytest.raises(CheckpointError, match=message):
         checkpoint.check_float_arrays('f.pkl', {'ok': np.ones(2, np.float32), 'k': value}, 'model weights')
     checkpoint.check_float_arrays('f.pkl', {'ok': np.ones(2, np.float64)}, 'model weights')
+
+
+class _ObjectArray:
+    """Pickles as numpy writes an object array, claiming a million items but holding one."""
+
+    def __reduce__(self):
+        return np.zeros(1).__reduce__()[0], (np.ndarray, (0,), b'b'), (1, (10 ** 6,), np.dtype('O'), False, [1])
+
+
+def test_numpy_state_is_checked_before_numpy_sees_it(tmp_path):
+    """numpy 1.26's own __setstate__ crashes the process on this 100-byte file."""
+    path = tmp_path / 'objects.pkl'
+    path.write_bytes(pickle.dumps({'w': _ObjectArray()}, protocol=2))
+    assert_refused_quickly(path, "is refused: it holds a numpy array of type 'O8', but checkpoints hold numbers only")
+    short = tmp_path / 'short.pkl'
+    short.write_bytes(pickle.dumps({'w': np.ones(6, np.float32)}, protocol=2).replace(b'\x06\x85', b'\x07\x85'))
+    assert_refused_quickly(short, r'truncated or corrupt \(a numpy array whose data does not match its shape\)')
+
+
+def test_numpy_arrays_and_scalars_of_every_kind_are_rebuilt_exactly(tmp_path):
+    values = {'fortran': np.asfortranarray(np.arange(12.0).reshape(3, 4)), 'big': np.arange(5, dtype='>i4'),
+              'bool': np.array([True, False]), 'complex': np.array([1 + 2j], np.complex64),
+              'scalars': [np.float32(0.5), np.int64(-3), np.bool_(True), np.float64(2.0) ** 60]}
+    for protocol in (2, 4, 5):
+        path = tmp_path / f'p{protocol}.pkl'
+        path.write_bytes(pickle.dumps(values, protocol=protocol))
+        got = load_pickle_safe(path)
+        for key in ('fortran', 'big', 'bool', 'complex'):
+            assert got[key].dtype == values[key].dtype and np.array_equal(got[key], values[key]), key
+            assert got[key].flags.writeable
+        assert got['fortran'].flags.f_contiguous
+        assert [type(v) for v in got['scalars']] == [type(v) for v in values['scalars']]
+        assert got['scalars'] == values['scalars']
+
+
+def test_tuples_nested_a_million_deep_are_refused_before_unpickling(tmp_path):
+    """CPython hashes nested tuples without a depth guard: as a dict key they crash the process."""
+    path = tmp_path / 'deep_key.pkl'
+    path.write_bytes(b'\x80\x02}N' + b'\x85' * 1_000_000 + b'Ns.')
+    assert_refused_quickly(path, 'is refused: its containers nest more than 100 deep, which no checkpoint does')
+
+
+def test_nesting_built_bottom_up_through_the_memo_is_refused(tmp_path):
+    """Lists made first and linked later nest deeper than their opcodes show: the resolver counts."""
+    count = 300
+    ops = [b'\x80\x02']
+    for i in range(count):
+        ops.append(b']r' + i.to_bytes(4, 'little') + b'0')  # EMPTY_LIST, LONG_BINPUT i, POP
+    for i in range(count - 1):
+        ops.append(b'j' + i.to_bytes(4, 'little') + b'j' + (i + 1).to_bytes(4, 'little') + b'a0')
+    ops.append(b'j' + (0).to_bytes(4, 'little') + b'.')
+    path = tmp_path / 'linked.pkl'
+    path.write_bytes(b''.join(ops))
+    assert_refused_quickly(path, 'is refused: its containers nest more than 100 deep, which no checkpoint does')
+
+
+def test_bytes_only_in_latin1(tmp_path):
+    path = tmp_path / 'codec.pkl'
+    path.write_bytes(b'\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x06\x00\x00\x00rot_13\x86R.')
+    with pytest.raises(CheckpointError, match="truncated or corrupt \\(bytes in the encoding 'rot_13'\\)"):
+        load_pickle_safe(path)

@@ -27,6 +27,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import tempfile
 import zipfile
@@ -113,22 +114,107 @@ def _rebuild_parameter(data, *_grad_hooks_state):
 
 def _jittor_var(data):
     # jt.save pickles a Var as (jittor.Var, (ndarray,)): the array is all we need.
-    if not isinstance(data, np.ndarray):
+    if type(data) is not _ArrayState:
         raise pickle.UnpicklingError('a Jittor Var without an array')
     return data
 
 
+class _Refusal(Exception):
+    """Content no checkpoint holds, refused while unpickling; the message completes 'X is refused: '."""
+
+
+# numpy's own __setstate__ trusts the pickle (an object array claiming more items than its
+# list crashes numpy 1.26, a zero-size dtype makes a trillion-element array), so arrays,
+# dtypes and scalars are rebuilt here from checked parts: numbers only, data of exactly
+# the size the shape needs.
+_NumpyClass = collections.namedtuple('_NumpyClass', 'name')  # numpy.ndarray, as _reconstruct's argument
+_NDARRAY = _NumpyClass('ndarray')
+
+
+class _DtypeState:
+    """A numeric numpy dtype a pickle names; BUILD may set its byte order only."""
+    __slots__ = ('dtype',)
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if type(state) is not tuple or len(state) < 5 or state[1] not in ('<', '>', '|', '='):
+            raise pickle.UnpicklingError('a malformed numpy dtype')
+        if any(part is not None for part in state[2:5]):
+            raise _Refusal('it holds a structured numpy array, which no checkpoint does')
+        if state[1] in '<>':
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _ArrayState:
+    """A numpy array being unpickled: _reconstruct makes it, BUILD gives it shape, dtype and data."""
+    __slots__ = ('array',)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if self.array is not None or type(state) is not tuple or len(state) != 5:
+            raise pickle.UnpicklingError('a malformed numpy array')
+        _version, shape, dtype, fortran, data = state
+        self.array = _numpy_array(data, dtype, shape, 'F' if fortran else 'C')
+
+
+def _numpy_dtype(spec, *_align_copy):
+    dtype = np.dtype(spec) if isinstance(spec, str) else None
+    if dtype is None or dtype.kind not in 'biufc' or dtype.fields is not None or dtype.subdtype is not None:
+        raise _Refusal(f'it holds a numpy array of type {spec!r:.40}, but checkpoints hold numbers only')
+    return _DtypeState(dtype)
+
+
+def _raw_bytes(data):
+    if isinstance(data, str):  # Python 2 pickles, read with encoding='latin1'
+        return data.encode('latin1')
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError('a numpy array without data')
+    return data
+
+
+def _numpy_array(data, dtype, shape, order):
+    if type(dtype) is not _DtypeState or type(shape) is not tuple or order not in ('C', 'F'):
+        raise pickle.UnpicklingError('a malformed numpy array')
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise pickle.UnpicklingError('a numpy array with a malformed shape')
+    data = _raw_bytes(data)
+    if len(data) != math.prod(shape) * dtype.dtype.itemsize:
+        raise pickle.UnpicklingError('a numpy array whose data does not match its shape')
+    return np.frombuffer(data, dtype.dtype).reshape(shape, order=order).copy(order='K')
+
+
+def _numpy_reconstruct(subtype, shape, dtype):
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError('an array of an unknown class')
+    return _ArrayState()
+
+
+def _numpy_scalar(dtype, data):
+    return _numpy_array(data, dtype, (), 'C')[()]
+
+
+def _numpy_frombuffer(data, dtype, shape, order):
+    return _numpy_array(data, dtype, tuple(shape), order)
+
+
+def _latin1(text, encoding):
+    # protocol-2 pickles write bytes as codecs.encode(str, 'latin1'); no other codec is needed
+    if encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError(f'bytes in the encoding {encoding!r:.20}')
+    return text.encode('latin1')
+
+
 def _numpy_globals():
-    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*; ask numpy itself
-    # for the functions instead of importing either private path.
-    reconstruct = np.zeros(1).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    scalar = np.float32(0).__reduce__()[0]
-    allowed = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*
+    allowed = {('numpy', 'ndarray'): _NDARRAY, ('numpy', 'dtype'): _numpy_dtype}
     for core in ('numpy.core', 'numpy._core'):
-        allowed[(core + '.multiarray', '_reconstruct')] = reconstruct
-        allowed[(core + '.multiarray', 'scalar')] = scalar
-        allowed[(core + '.numeric', '_frombuffer')] = frombuffer
+        allowed[(core + '.multiarray', '_reconstruct')] = _numpy_reconstruct
+        allowed[(core + '.multiarray', 'scalar')] = _numpy_scalar
+        allowed[(core + '.numeric', '_frombuffer')] = _numpy_frombuffer
     return allowed
 
 
@@ -137,8 +223,7 @@ def _allowed_globals():
         ('collections', 'OrderedDict'): collections.OrderedDict,
         ('builtins', 'set'): set,
         ('builtins', 'frozenset'): frozenset,
-        # protocol-2 pickles of bytes (numpy data) go through codecs.encode(str, 'latin1')
-        ('_codecs', 'encode'): __import__('codecs').encode,
+        ('_codecs', 'encode'): _latin1,
         ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
@@ -158,13 +243,74 @@ _ALLOWED = _allowed_globals()
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
+# Opcodes that add to the container below their arguments, which stays on the stack.
+_FILLS = {'APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS', 'BUILD'}
+_PUTS = {'PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'}
+_GETS = {'GET', 'BINGET', 'LONG_BINGET'}
+
+
+def _pop(stack, count):
+    items = stack[len(stack) - count:] if count else []
+    del stack[len(stack) - len(items):]
+    return items
+
+
+def _check_nesting(stream):
+    """Refuse a pickle nesting deeper than MAX_NESTING before it is unpickled.
+
+    CPython hashes nested tuples recursively without a depth guard, so a dict key or set
+    element nested a million deep (a megabyte of TUPLE1 opcodes) crashes the unpickler
+    itself. The opcodes are read once and nothing is built: each stack item is a cell
+    holding its depth, shared through the memo so that a container filled later counts
+    its new items. The stream is left where it was.
+    """
+    start = stream.tell()
+    stack, marks, memo = [], [], {}
+    for op, arg, _pos in pickletools.genops(stream):
+        name = op.name
+        if name == 'MARK':
+            marks.append(len(stack))
+        elif name in _PUTS:
+            memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+        elif name in _GETS:
+            stack.append(memo.get(arg, [0]))
+        elif name == 'DUP':
+            stack.append(stack[-1])
+        elif name == 'POP' and marks and marks[-1] == len(stack):
+            marks.pop()
+        elif name == 'POP_MARK':
+            del stack[marks.pop():]
+        else:
+            if pickletools.markobject in op.stack_before:
+                under = op.stack_before.index(pickletools.markobject)
+                items = stack[marks.pop():]
+                popped = _pop(stack, len(items) + under)
+            else:
+                popped = _pop(stack, len(op.stack_before))
+            if name in _FILLS:
+                popped[0][0] = max(popped[0][0], 1 + max((cell[0] for cell in popped[1:]), default=0))
+                stack.append(popped[0])
+            elif op.stack_after:
+                stack.append([1 + max((cell[0] for cell in popped), default=-1)])
+            if stack and stack[-1][0] > MAX_NESTING:
+                raise _Refusal(f'its containers nest more than {MAX_NESTING} deep, which no checkpoint does')
+    stream.seek(start)
+
+
 class _SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids."""
+    """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids.
+
+    `file` must be seekable: its opcodes are checked for nesting before anything is built."""
 
     def __init__(self, file, path, storages=None):
         super().__init__(file, encoding='latin1')
+        self._file = file
         self._path = path
         self._storages = storages
+
+    def load(self):
+        _check_nesting(self._file)
+        return super().load()
 
     def find_class(self, module, name):
         module = _PY2_MODULES.get(module, module)
@@ -292,6 +438,10 @@ class _Resolver:
         kind = type(obj)
         if kind is _PendingTensor or kind is _StorageRef:
             return self._array(obj, where), 1
+        if kind is _ArrayState:
+            if obj.array is None:
+                raise pickle.UnpicklingError('a numpy array without data')
+            return obj.array, 1
         if not isinstance(obj, dict) and kind not in (list, tuple):
             return obj, 1
         ident = id(obj)
@@ -375,8 +525,7 @@ def _read_zip(path):
         if prefix + 'byteorder' in names:
             byteorder = '>' if archive.read(prefix + 'byteorder').strip() == b'big' else '<'
         storages = _Storages(byteorder)
-        with archive.open(pkl[0]) as f:
-            content = _SafeUnpickler(f, path, storages).load()
+        content = _SafeUnpickler(io.BytesIO(archive.read(pkl[0])), path, storages).load()
         for key, nbytes in storages.roots():
             name = f'{prefix}data/{key}'
             if name not in names or archive.getinfo(name).file_size < nbytes:
@@ -468,6 +617,8 @@ def read_checkpoint(path):
         return _read_zip(path) if head == _ZIP_MAGIC else _read_pickles(path)
     except CheckpointError:
         raise
+    except _Refusal as refusal:
+        raise CheckpointError(f'{path} is refused: {refusal}') from None
     except MemoryError:
         raise CheckpointError(f'{path} could not be loaded: its tensors need more memory than is free') from None
     except Exception as exc:  # any failure while parsing untrusted bytes means a damaged file
