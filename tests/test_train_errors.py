@@ -139,7 +139,9 @@ def _set(state, part, key, value):
     (lambda s: _set(s['optimizer'], 'v', 'in_conv.0.weight', np.zeros((32, 3, 3, 3), np.int64)) and s,
      'holds int64 values in the Adam moment v of in_conv.0.weight, but Adam moments must be floating-point '
      '(float32)'),
-], ids=['nan-weight', 'integer-weight', 'inf-moment', 'integer-moment'])
+    (lambda s: _set(s['optimizer'], 'v', 'in_conv.0.weight', np.full((32, 3, 3, 3), -1e-8, np.float32)) and s,
+     'holds negative values in the Adam moment v of in_conv.0.weight, an average of squares'),
+], ids=['nan-weight', 'integer-weight', 'inf-moment', 'integer-moment', 'negative-second-moment'])
 def test_training_state_with_values_the_model_cannot_use_is_refused(dataset, tmp_path, capsys, change, message):
     folder = tmp_path / 'exp' / 'run'
     folder.mkdir(parents=True)

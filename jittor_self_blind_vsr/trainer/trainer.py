@@ -41,6 +41,9 @@ def load_optimizer_state(optimizer, state, names, path):
                                           f'(continue with the options the run was started with)')
             check_float_arrays(path, {f"the Adam moment m of {name}": state['m'][name],
                                       f"the Adam moment v of {name}": state['v'][name]}, 'Adam moments')
+            if (state['v'][name] < 0).any():  # Adam divides by its square root
+                raise CheckpointError(f'{path} holds negative values in the Adam moment v of {name}, an average '
+                                      f'of squares')
             m.update(jt.array(state['m'][name]).stop_grad())
             v.update(jt.array(state['v'][name]).stop_grad())
     optimizer.n_step = state['n_step']
