@@ -20,6 +20,7 @@ from jittor_self_blind_vsr.convert_pytorch_to_jittor import main
 from jittor_self_blind_vsr.utils.checkpoint import FLOW_PREFIX, load_state_dict_file, save_pickle_atomic
 from conftest import parity_file
 from parity_weights import seeded_state
+from test_checkpoint import _strided_zip, billion_laughs, replace_data_pkl
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'jittor_self_blind_vsr'
@@ -291,6 +292,12 @@ BAD_INPUTS = {
     'malicious_pkl': (lambda s, d, m: _evil_pkl(d, m), 'refers to posix.system, which no checkpoint holds'),
     'malicious_legacy': (lambda s, d, m: _evil_torch(d, m, 'legacy'), 'refers to posix.system'),
     'malicious_zip': (lambda s, d, m: _evil_torch(d, m, 'zip'), 'refers to posix.system'),
+    'billion_laughs': (lambda s, d, m: replace_data_pkl(save_torch({'w': torch.ones(2)}, d / 'laughs.pt', 'zip'),
+                                                        billion_laughs(40)),
+                       'is refused: its shared references unfold into more than'),
+    'stride_zero_view': (lambda s, d, m: _strided_zip(d / 'stride0.pt', (1 << 20, 1 << 20), (0, 0)),
+                         'is refused: its tensor w would hold 1,099,511,627,776 values, but its storage holds '
+                         'only 1'),
 }
 
 
