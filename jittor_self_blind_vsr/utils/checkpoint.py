@@ -243,16 +243,28 @@ _ALLOWED = _allowed_globals()
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
-# Opcodes that add to the container below their arguments, which stays on the stack.
-_FILLS = {'APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS', 'BUILD'}
-_PUTS = {'PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'}
-_GETS = {'GET', 'BINGET', 'LONG_BINGET'}
+def _opcode_roles():
+    """{opcode: role} for _check_nesting: the stack effect of each opcode, worked out once."""
+    special = {'MARK': 'mark', 'PUT': 'put', 'BINPUT': 'put', 'LONG_BINPUT': 'put', 'MEMOIZE': 'memoize',
+               'GET': 'get', 'BINGET': 'get', 'LONG_BINGET': 'get', 'DUP': 'dup', 'POP': 'pop',
+               'POP_MARK': 'pop_mark'}
+    # these add to the container below their arguments, which stays on the stack
+    fills = {'APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS', 'BUILD'}
+    roles = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        if op.name in special:
+            roles[op] = special[op.name]
+        elif not before:
+            roles[op] = 'leaf' if op.stack_after else 'none'
+        elif pickletools.markobject in before:
+            roles[op] = ('marked', before.index(pickletools.markobject), op.name in fills, bool(op.stack_after))
+        else:
+            roles[op] = ('counted', len(before), op.name in fills, bool(op.stack_after))
+    return roles
 
 
-def _pop(stack, count):
-    items = stack[len(stack) - count:] if count else []
-    del stack[len(stack) - len(items):]
-    return items
+_OPCODE_ROLES = _opcode_roles()
 
 
 def _check_nesting(stream):
@@ -267,30 +279,36 @@ def _check_nesting(stream):
     start = stream.tell()
     stack, marks, memo = [], [], {}
     for op, arg, _pos in pickletools.genops(stream):
-        name = op.name
-        if name == 'MARK':
-            marks.append(len(stack))
-        elif name in _PUTS:
-            memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
-        elif name in _GETS:
+        role = _OPCODE_ROLES[op]
+        if role == 'leaf':
+            stack.append([0])
+        elif role == 'memoize':
+            memo[len(memo)] = stack[-1]
+        elif role == 'put':
+            memo[arg] = stack[-1]
+        elif role == 'get':
             stack.append(memo.get(arg, [0]))
-        elif name == 'DUP':
+        elif role == 'mark':
+            marks.append(len(stack))
+        elif role == 'dup':
             stack.append(stack[-1])
-        elif name == 'POP' and marks and marks[-1] == len(stack):
-            marks.pop()
-        elif name == 'POP_MARK':
-            del stack[marks.pop():]
-        else:
-            if pickletools.markobject in op.stack_before:
-                under = op.stack_before.index(pickletools.markobject)
-                items = stack[marks.pop():]
-                popped = _pop(stack, len(items) + under)
+        elif role == 'pop':
+            if marks and marks[-1] == len(stack):
+                marks.pop()
             else:
-                popped = _pop(stack, len(op.stack_before))
-            if name in _FILLS:
+                stack.pop()
+        elif role == 'pop_mark':
+            del stack[marks.pop():]
+        elif role != 'none':
+            how, count, fills, pushes = role
+            if how == 'marked':
+                count += len(stack) - marks.pop()
+            popped = stack[len(stack) - count:] if count else []
+            del stack[len(stack) - len(popped):]
+            if fills:
                 popped[0][0] = max(popped[0][0], 1 + max((cell[0] for cell in popped[1:]), default=0))
                 stack.append(popped[0])
-            elif op.stack_after:
+            elif pushes:
                 stack.append([1 + max((cell[0] for cell in popped), default=-1)])
             if stack and stack[-1][0] > MAX_NESTING:
                 raise _Refusal(f'its containers nest more than {MAX_NESTING} deep, which no checkpoint does')
@@ -401,6 +419,10 @@ def _decode(raw, dtype, byteorder):
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(byteorder))
 
 
+# What the resolver replaces or descends into; everything else is a plain value.
+_ACTIVE = frozenset({dict, collections.OrderedDict, list, tuple, _PendingTensor, _StorageRef, _ArrayState})
+
+
 def _name(key):
     return key if isinstance(key, str) else repr(key)[:40]
 
@@ -454,7 +476,11 @@ class _Resolver:
         self._open.add(ident)
         items = 1
         out = []
-        if isinstance(obj, dict):
+        if kind in (list, tuple) and _ACTIVE.isdisjoint(map(type, obj)):  # plain values: copied at C speed
+            out, items = obj, 1 + len(obj)
+        elif isinstance(obj, dict) and _ACTIVE.isdisjoint(map(type, obj.values())):
+            out, items = obj.items(), 1 + 2 * len(obj)
+        elif isinstance(obj, dict):
             for key, value in obj.items():
                 resolved, count = self._resolve(value, depth + 1, _name(key))
                 out.append((key, resolved))
