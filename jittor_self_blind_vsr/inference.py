@@ -266,15 +266,13 @@ def collect_clips(args):
 
 def load_model(args):
     """Read and check the model file, then build the network on the chosen device."""
-    if not os.path.isfile(args.model_path):
-        raise InferenceError(f'the model file {args.model_path} does not exist')
     try:
         state = load_state_dict_file(args.model_path)
+        if 'in_conv.0.weight' not in state:
+            raise InferenceError(f'{args.model_path} holds no Self-Blind-VSR model (it has no in_conv.0.weight)')
+        config = infer_config(state, args.model_path)
     except CheckpointError as error:
         raise InferenceError(str(error)) from None
-    if 'in_conv.0.weight' not in state:
-        raise InferenceError(f'{args.model_path} holds no Self-Blind-VSR model (it has no in_conv.0.weight)')
-    config = infer_config(state)
     if config['scale'] != args.scale:
         raise InferenceError(f'the model upsamples by {config["scale"]}, but --scale is {args.scale}')
     if config['n_sequence'] != args.n_seq or config['n_colors'] != 3:

@@ -18,14 +18,13 @@ if __name__ == '__main__' and not __package__:  # run as a file from inside the 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 from scipy import io as scio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jittor_self_blind_vsr.option import positive_int, seed_int  # noqa: E402
 from jittor_self_blind_vsr.utils import degradation  # noqa: E402
 from jittor_self_blind_vsr.utils.image_io import (  # noqa: E402
-    ImageReadError, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
+    ImageReadError, image_size, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
 
 KERNEL_TYPES = ('Gaussian', 'Realistic')
 
@@ -50,13 +49,7 @@ def parse_args(argv=None):
 
 def frame_size(path):
     """(height, width) from the file header; the whole file is checked where the format allows."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            image.verify()
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}') from err
-    return height, width
+    return image_size(path, verify=True)
 
 
 def plan_videos(hr_root, scale, crop):

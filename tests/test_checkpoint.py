@@ -6,9 +6,13 @@ where importing torch fails).
 """
 import collections
 import io
+import json
 import os
 import pickle
+import re
 import stat
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -380,3 +384,242 @@ def test_zip_that_is_not_a_torch_file(tmp_path):
         archive.writestr('a/b.txt', 'x')
     with pytest.raises(CheckpointError, match='not a PyTorch checkpoint'):
         read_checkpoint(path)
+
+
+# ---------------------------------------------------------------- hostile files: bounded work
+
+# Loads one file in a fresh process whose address space is capped at 2 GiB, and reports the
+# refusal, the seconds taken and the peak of traced allocations (numpy's arrays included).
+_LOAD_BOUNDED = '''
+import json, resource, sys, time, tracemalloc
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, read_checkpoint
+tracemalloc.start()
+start = time.perf_counter()
+try:
+    read_checkpoint(sys.argv[1])
+    message = None
+except CheckpointError as exc:
+    message = str(exc)
+print(json.dumps({'message': message, 'seconds': time.perf_counter() - start,
+                  'peak': tracemalloc.get_traced_memory()[1]}))
+'''
+
+
+def load_bounded(path):
+    env = {**os.environ, 'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
+    done = subprocess.run([sys.executable, '-c', _LOAD_BOUNDED, str(path)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def replace_data_pkl(path, data, compress=zipfile.ZIP_STORED):
+    """Rewrite the zip torch file at `path` with `data` as its data.pkl."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    name = next(n for n in entries if n.endswith('/data.pkl'))
+    entries[name] = data
+    with zipfile.ZipFile(path, 'w', compression=compress) as archive:
+        for entry, content in entries.items():
+            archive.writestr(entry, content)
+    return path
+
+
+def billion_laughs(depth):
+    """A pickle of `depth` levels of [x, x]: tiny, but 2**depth leaves once unfolded."""
+    laughs = ['lol']
+    for _ in range(depth):
+        laughs = [laughs, laughs]
+    return pickle.dumps({'state_dict': laughs}, protocol=2)
+
+
+def assert_refused_quickly(path, pattern):
+    result = load_bounded(path)
+    size = os.path.getsize(path)
+    assert result['message'] is not None and re.search(pattern, result['message']), result
+    assert result['seconds'] < 5, result
+    # The bound: linear in the file's size plus a fixed allowance for the reader's own objects. The
+    # factor is Python's: one pickle byte (an empty list) builds a 56-byte object.
+    assert result['peak'] < 100 * size + (256 << 10), (result, size)
+    return result
+
+
+def test_billion_laughs_is_refused_in_bounded_memory(tmp_path):
+    path = replace_data_pkl(save_torch({'w': torch.ones(2)}, tmp_path / 'laughs.pt', 'zip'), billion_laughs(40))
+    assert os.path.getsize(path) < 2000
+    assert_refused_quickly(path, r'is refused: its shared references unfold into more than [\d,]+ items, more '
+                                 r'than its [\d,]+-byte pickle can hold \(a "billion laughs" file\)')
+    plain = tmp_path / 'laughs.pkl'
+    plain.write_bytes(billion_laughs(40))
+    assert_refused_quickly(plain, 'billion laughs')
+
+
+def test_shared_references_stay_shared(tmp_path):
+    """Sharing that a tree without it could hold as well is loaded, and stays shared."""
+    betas = (0.9, 0.999)
+    path = tmp_path / 'shared.pkl'
+    path.write_bytes(pickle.dumps({'groups': [{'betas': betas}, {'betas': betas}]}, protocol=2))
+    groups = load_pickle_safe(path)['groups']
+    assert groups[0]['betas'] == (0.9, 0.999) and groups[0]['betas'] is groups[1]['betas']
+
+
+def _strided_zip(path, size, stride):
+    """A zip torch file whose tensor 'w' has the given size and stride over a one-element storage."""
+    save_torch({'w': torch.ones(1)}, path, 'zip')
+    with zipfile.ZipFile(path) as archive:
+        data = next(archive.read(n) for n in archive.namelist() if n.endswith('/data.pkl'))
+    # torch pickles size and stride as tuples of one BININT1 each: (1,) and (1,)
+    one = b'K\x01\x85'
+    assert data.count(one) == 2
+    head, mid, tail = data.split(one, 2)
+    encode = lambda values: b'(' + b''.join(b'\x8a\x08' + int(v).to_bytes(8, 'little') for v in values) + b't'
+    return replace_data_pkl(path, head + encode(size) + mid + encode(stride) + tail)
+
+
+@pytest.mark.parametrize('size', [(18000, 18000), (1 << 20, 1 << 20)])  # 1.3 GB, 4 TiB
+def test_stride_zero_view_is_refused_before_allocating(tmp_path, size):
+    path = _strided_zip(tmp_path / 'stride0.pt', size, (0, 0))
+    assert os.path.getsize(path) < 2000
+    assert_refused_quickly(path, rf'is refused: its tensor w would hold {size[0] * size[1]:,} values, but its '
+                                 r'storage holds only 1 \(a view that repeats its data\)')
+
+
+def test_overlapping_views_are_bounded_together(tmp_path):
+    """Views of one storage may overlap (tied weights), but not repeat it without end."""
+    base = torch.arange(1000.0)
+    path = save_torch({f'v{i}': base[i:i + 800] for i in range(200)}, tmp_path / 'views.pt', 'zip')
+    assert_refused_quickly(path, r"its tensors would take more than 8,000 bytes, 2 times the 4,000 bytes of data "
+                                 r"it holds \(views that repeat their data\)")
+    tied = save_torch({'a': base, 'b': base, 'half': base[500:]}, tmp_path / 'tied.pt', 'zip')
+    content = read_checkpoint(tied).content
+    assert content['a'] is content['b'] and content['half'].tolist() == list(range(500, 1000))
+
+
+def _nested_lists(depth):
+    return b'\x80\x02' + b']' * (depth + 1) + b'a' * depth + b'.'
+
+
+def test_deep_nesting_and_cycles_are_refused(tmp_path):
+    deep = tmp_path / 'deep.pkl'
+    deep.write_bytes(_nested_lists(5000))
+    assert_refused_quickly(deep, 'is refused: its containers nest more than 100 deep, which no checkpoint does')
+    shallow = tmp_path / 'shallow.pkl'
+    shallow.write_bytes(_nested_lists(99))
+    assert isinstance(load_pickle_safe(shallow), list)
+    cycle = tmp_path / 'cycle.pkl'
+    cycle.write_bytes(b'\x80\x02}X\x01\x00\x00\x00w]q\x00h\x00as.')  # {'w': L} with L = [L]
+    assert_refused_quickly(cycle, 'is refused: the container under w contains itself, which no checkpoint does')
+
+
+def test_zip_bomb_is_refused_and_recompressed_files_load(tmp_path):
+    bomb = replace_data_pkl(save_torch({'w': torch.ones(2)}, tmp_path / 'bomb.pt', 'zip'),
+                            pickle.dumps([None] * 10_000_000, protocol=2), zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(bomb) < 100_000
+    assert_refused_quickly(bomb, r'is refused: its zip entries unpack to [\d,]+ bytes, more than 4 times the '
+                                 r"file's [\d,]+ \(PyTorch stores them uncompressed\)")
+    weights = torch.randn(64, 64)
+    path = save_torch({'w': weights}, tmp_path / 'w.pt', 'zip')
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    assert np.array_equal(load_state_dict_file(path)['w'], weights.numpy())
+
+
+def test_out_of_memory_names_the_cause(tmp_path, monkeypatch):
+    def exhausted(*_args):
+        raise MemoryError
+    monkeypatch.setattr(checkpoint._Storages, 'set_raw', exhausted)
+    path = save_torch({'w': torch.ones(2)}, tmp_path / 'w.pt', 'zip')
+    with pytest.raises(CheckpointError, match=r'w\.pt could not be loaded: its tensors need more memory than '
+                                              r'is free$'):
+        read_checkpoint(path)
+
+
+def test_complex_and_unsupported_tensors_are_named_as_such(tmp_path):
+    path = save_torch({'w': torch.zeros(2, dtype=torch.complex64)}, tmp_path / 'c.pt', 'zip')
+    assert read_checkpoint(path).content['w'].dtype == np.complex64
+    with pytest.raises(CheckpointError, match=r'holds complex values \(complex64\) under w, where weights are '
+                                              r'real numbers'):
+        load_state_dict_file(path)
+    half = save_torch({'w': torch.zeros(2, dtype=torch.complex32)}, tmp_path / 'chalf.pt', 'zip')
+    with pytest.raises(CheckpointError, match=r'holds tensors of type torch\.\w+, which this reader does not '
+                                              r'support \(the model needs float32 weights\)'):
+        load_state_dict_file(half)
+
+
+@pytest.mark.parametrize('value,message', [
+    (np.array([1.0, np.nan], np.float32), 'holds NaN or infinite values in k: model weights must be finite numbers'),
+    (np.array([1e300], np.float64), 'holds NaN or infinite values in k'),
+    (np.array([1, 2], np.int64), r'holds int64 values in k, but model weights must be floating-point \(float32\)'),
+    (np.array([True]), 'holds bool values in k'),
+    (np.array([1j], np.complex64), 'holds complex64 values in k'),
+    (3.5, 'holds a float in k'),
+])
+def test_check_float_arrays(value, message):
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.check_float_arrays('f.pkl', {'ok': np.ones(2, np.float32), 'k': value}, 'model weights')
+    checkpoint.check_float_arrays('f.pkl', {'ok': np.ones(2, np.float64)}, 'model weights')
+
+
+class _ObjectArray:
+    """Pickles as numpy writes an object array, claiming a million items but holding one."""
+
+    def __reduce__(self):
+        return np.zeros(1).__reduce__()[0], (np.ndarray, (0,), b'b'), (1, (10 ** 6,), np.dtype('O'), False, [1])
+
+
+def test_numpy_state_is_checked_before_numpy_sees_it(tmp_path):
+    """numpy 1.26's own __setstate__ crashes the process on this 100-byte file."""
+    path = tmp_path / 'objects.pkl'
+    path.write_bytes(pickle.dumps({'w': _ObjectArray()}, protocol=2))
+    assert_refused_quickly(path, "is refused: it holds a numpy array of type 'O8', but checkpoints hold numbers only")
+    short = tmp_path / 'short.pkl'
+    short.write_bytes(pickle.dumps({'w': np.ones(6, np.float32)}, protocol=2).replace(b'\x06\x85', b'\x07\x85'))
+    assert_refused_quickly(short, r'truncated or corrupt \(a numpy array whose data does not match its shape\)')
+
+
+def test_numpy_arrays_and_scalars_of_every_kind_are_rebuilt_exactly(tmp_path):
+    values = {'fortran': np.asfortranarray(np.arange(12.0).reshape(3, 4)), 'big': np.arange(5, dtype='>i4'),
+              'bool': np.array([True, False]), 'complex': np.array([1 + 2j], np.complex64),
+              'scalars': [np.float32(0.5), np.int64(-3), np.bool_(True), np.float64(2.0) ** 60]}
+    for protocol in (2, 4, 5):
+        path = tmp_path / f'p{protocol}.pkl'
+        path.write_bytes(pickle.dumps(values, protocol=protocol))
+        got = load_pickle_safe(path)
+        for key in ('fortran', 'big', 'bool', 'complex'):
+            assert got[key].dtype == values[key].dtype and np.array_equal(got[key], values[key]), key
+            assert got[key].flags.writeable
+        assert got['fortran'].flags.f_contiguous
+        assert [type(v) for v in got['scalars']] == [type(v) for v in values['scalars']]
+        assert got['scalars'] == values['scalars']
+
+
+def test_tuples_nested_a_million_deep_are_refused_before_unpickling(tmp_path):
+    """CPython hashes nested tuples without a depth guard: as a dict key they crash the process."""
+    path = tmp_path / 'deep_key.pkl'
+    path.write_bytes(b'\x80\x02}N' + b'\x85' * 1_000_000 + b'Ns.')
+    assert_refused_quickly(path, 'is refused: its containers nest more than 100 deep, which no checkpoint does')
+
+
+def test_nesting_built_bottom_up_through_the_memo_is_refused(tmp_path):
+    """Lists made first and linked later nest deeper than their opcodes show: the resolver counts."""
+    count = 300
+    ops = [b'\x80\x02']
+    for i in range(count):
+        ops.append(b']r' + i.to_bytes(4, 'little') + b'0')  # EMPTY_LIST, LONG_BINPUT i, POP
+    for i in range(count - 1):
+        ops.append(b'j' + i.to_bytes(4, 'little') + b'j' + (i + 1).to_bytes(4, 'little') + b'a0')
+    ops.append(b'j' + (0).to_bytes(4, 'little') + b'.')
+    path = tmp_path / 'linked.pkl'
+    path.write_bytes(b''.join(ops))
+    assert_refused_quickly(path, 'is refused: its containers nest more than 100 deep, which no checkpoint does')
+
+
+def test_bytes_only_in_latin1(tmp_path):
+    path = tmp_path / 'codec.pkl'
+    path.write_bytes(b'\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x06\x00\x00\x00rot_13\x86R.')
+    with pytest.raises(CheckpointError, match="truncated or corrupt \\(bytes in the encoding 'rot_13'\\)"):
+        load_pickle_safe(path)

@@ -20,6 +20,7 @@ from jittor_self_blind_vsr.convert_pytorch_to_jittor import main
 from jittor_self_blind_vsr.utils.checkpoint import FLOW_PREFIX, load_state_dict_file, save_pickle_atomic
 from conftest import parity_file
 from parity_weights import seeded_state
+from test_checkpoint import _strided_zip, billion_laughs, replace_data_pkl
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'jittor_self_blind_vsr'
@@ -291,6 +292,12 @@ BAD_INPUTS = {
     'malicious_pkl': (lambda s, d, m: _evil_pkl(d, m), 'refers to posix.system, which no checkpoint holds'),
     'malicious_legacy': (lambda s, d, m: _evil_torch(d, m, 'legacy'), 'refers to posix.system'),
     'malicious_zip': (lambda s, d, m: _evil_torch(d, m, 'zip'), 'refers to posix.system'),
+    'billion_laughs': (lambda s, d, m: replace_data_pkl(save_torch({'w': torch.ones(2)}, d / 'laughs.pt', 'zip'),
+                                                        billion_laughs(40)),
+                       'is refused: its shared references unfold into more than'),
+    'stride_zero_view': (lambda s, d, m: _strided_zip(d / 'stride0.pt', (1 << 20, 1 << 20), (0, 0)),
+                         'is refused: its tensor w would hold 1,099,511,627,776 values, but its storage holds '
+                         'only 1'),
 }
 
 
@@ -336,8 +343,32 @@ MODEL_MISMATCHES = {
     'missing_tensor': (lambda s: {k: v for k, v in s.items() if k != 'out_conv.1.bias'},
                        "it lacks 1 of the model's tensors, first out_conv.1.bias"),
     'impossible_configuration': (lambda s: {**s, 'in_conv.0.weight': np.zeros((0, 3, 3, 3), np.float32)},
-                                 'its shapes imply a configuration the model cannot be built with (n_colors=3, '
-                                 'n_sequence=5, n_feat=0,'),
+                                 'holds an in_conv.0.weight of shape 0x3x3x3: the model needs at least one '
+                                 'feature and one colour channel'),
+    'missing_in_conv': (lambda s: {k: v for k, v in s.items() if k != 'in_conv.0.weight'},
+                        "lacks in_conv.0.weight, from which the model's width (n_feat) and colour channels are read"),
+    'in_conv_not_a_convolution': (lambda s: {**s, 'in_conv.0.weight': np.zeros((32, 3), np.float32)},
+                                  'holds in_conv.0.weight of shape 32x3, where the model has a 4-D tensor'),
+    'even_block_kernels': (lambda s: {k: (np.zeros((32, 32, 4, 4), np.float32) if '.conv' in k and 'weight' in k
+                                          and k.split('.')[0] in ('extra_feat', 'recons_net') else v)
+                                      for k, v in s.items()},
+                           'gives its residual blocks 4x4 kernels (extra_feat.0.conv1.weight), but they must be '
+                           'square with an odd size'),
+    'even_ksize': (lambda s: {**s, 'kernel_net.fc_net.0.weight': np.zeros((1000, 144), np.float32),
+                              'kernel_net.fc_net.1.weight': np.zeros((144, 1000), np.float32),
+                              'kernel_net.fc_net.1.bias': np.zeros(144, np.float32)},
+                   'holds a kernel_net.fc_net.0.weight taking 144 inputs, but the estimated blur kernel is ksize x '
+                   'ksize with an odd ksize'),
+    'fusion_width': (lambda s: {**s, 'fusion_conv.0.weight': np.zeros((32, 100, 3, 3), np.float32)},
+                     'holds a fusion_conv.0.weight taking 100 channels, which is not n_sequence times n_feat=32'),
+    'nan_weight': (lambda s: {**s, 'out_conv.1.bias': np.array([0.5, np.nan, 0.5], np.float32)},
+                   'holds NaN or infinite values in out_conv.1.bias: model weights must be finite numbers'),
+    'inf_weight': (lambda s: {**s, 'recons_net.1.conv2.weight': np.full((32, 32, 3, 3), np.inf, np.float32)},
+                   'holds NaN or infinite values in recons_net.1.conv2.weight'),
+    'integer_weight': (lambda s: {**s, 'out_conv.1.bias': np.array([1, 2, 3], np.int64)},
+                       'holds int64 values in out_conv.1.bias, but model weights must be floating-point (float32)'),
+    'complex_weight': (lambda s: {**s, 'out_conv.1.bias': np.array([1, 2, 3], np.complex64)},
+                       'holds complex values (complex64) under out_conv.1.bias, where weights are real numbers'),
     'flow_shape_mismatch': (
         lambda s: {k[len(FLOW_PREFIX):]: (v.T.copy() if k.endswith('moduleRefiner.moduleMain.12.weight') else v)
                    for k, v in s.items() if k.startswith(FLOW_PREFIX)},
@@ -371,3 +402,30 @@ def test_same_input_and_output_is_refused(small_state, tmp_path, capsys):
     assert main(['--pytorch_model', str(pt), '--jittor_model', str(pt)]) == 1
     assert 'must name another file than --pytorch_model' in capsys.readouterr().err
     assert pt.read_bytes() == before
+
+
+def _not_writable(tmp_path):
+    if os.geteuid() != 0:
+        folder = tmp_path / 'read_only'
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    if os.access('/sys', os.W_OK) and not os.path.isdir('/sys/kernel'):
+        pytest.skip('no folder that this (root) user cannot write')
+    return Path('/sys')  # sysfs takes no new files, even from root
+
+
+def test_output_folder_is_checked_before_the_input_is_read(tmp_path, capsys):
+    """The output folder is probed first: a long read never ends in 'cannot write'."""
+    folder = _not_writable(tmp_path)
+    damaged = _write(tmp_path / 'damaged.pt', b'not a checkpoint at all')
+    out = folder / 'model.pkl'
+    assert convert(damaged, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: cannot write {out}: the folder {folder} is not writable (') and err.count('\n') == 1
+    assert not out.exists()
+
+
+def test_output_that_is_a_folder_is_refused_first(small_state, tmp_path, capsys):
+    assert convert(_write(tmp_path / 'damaged.pt', b'not a checkpoint'), tmp_path) == 1
+    assert capsys.readouterr().err == f'error: cannot write {tmp_path}: it is a folder.\n'

@@ -12,6 +12,7 @@ from hr_clips import make_hr_clips
 from jittor_self_blind_vsr import script_gene_dataset_blurdown as gene
 from jittor_self_blind_vsr.utils import degradation as deg
 from jittor_self_blind_vsr.utils.image_io import read_image
+from test_image_io import write_bomb_png
 
 PACKAGE_DIR = Path(gene.__file__).resolve().parent
 
@@ -116,6 +117,11 @@ def _truncated(hr):
     path.write_bytes(path.read_bytes()[:200])
 
 
+def _bomb(hr):
+    make_hr_clips(hr, n_videos=1, n_frames=2)
+    write_bomb_png(hr / '000' / '00000001.png')
+
+
 def _video_without_images(hr):
     make_hr_clips(hr, n_videos=1, n_frames=2)
     (hr / '001').mkdir()
@@ -128,9 +134,10 @@ def _video_without_images(hr):
     (_video_without_images, 'contains no PNG/JPEG/BMP frames'),
     (_unreadable, 'cannot read image (not a valid PNG/JPEG/BMP file?)'),
     (_truncated, 'cannot read image (not a valid PNG/JPEG/BMP file?)'),
+    (_bomb, 'pixels, too many for a video frame (a decompression bomb?)'),
     (lambda hr: make_hr_clips(hr, n_videos=1, n_frames=1, size=(64, 62)),
      'are 62x64, not a multiple of the scale 4; pass --crop'),
-], ids=['missing', 'empty', 'video-without-images', 'unreadable', 'truncated', 'not-multiple'])
+], ids=['missing', 'empty', 'video-without-images', 'unreadable', 'truncated', 'bomb', 'not-multiple'])
 def test_errors_are_one_sentence_non_zero_and_write_nothing(tmp_path, capsys, prepare, message):
     hr = tmp_path / 'hr'
     prepare(hr)

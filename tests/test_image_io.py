@@ -1,5 +1,7 @@
 """image_io: RGB order, format coverage, clear read errors, atomic writes, natural sort."""
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -118,3 +120,29 @@ def test_list_images_natural_sorts_and_filters(tmp_path):
     (tmp_path / 'dir.png').mkdir()
     names = [os.path.basename(p) for p in list_images(tmp_path)]
     assert names == ['b.jpeg', 'c.bmp', 'frame1.jpg', 'frame2.PNG', 'frame10.png']
+
+
+def _chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+
+def write_bomb_png(path, width=30000, height=30000):
+    """A PNG of a hundred bytes whose header claims width x height RGB pixels (one row of data)."""
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', header)
+                     + _chunk(b'IDAT', zlib.compress(b'\x00' * (1 + 3 * 16))) + _chunk(b'IEND', b''))
+    return path
+
+
+def test_decompression_bomb_is_one_sentence(tmp_path):
+    """PIL raises DecompressionBombError (not an OSError) past twice its limit and only warns below."""
+    for side in (30000, 10000):  # 900 and 100 million pixels
+        bomb = write_bomb_png(tmp_path / f'bomb{side}.png', side, side)
+        assert bomb.stat().st_size < 200
+        message = (f'cannot read image {bomb}: its header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels, '
+                   'too many for a video frame (a decompression bomb?)')
+        for read in (image_io.image_size, read_image):
+            with pytest.raises(ImageReadError) as raised:
+                read(bomb)
+            assert str(raised.value) == message
+    assert image_io.image_size(write_bomb_png(tmp_path / 'fine.png', 4000, 3000)) == (3000, 4000)

@@ -16,6 +16,7 @@ from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import read_image, write_image
 from parity_weights import seeded_state
+from test_image_io import write_bomb_png
 from test_metrics import reference_psnr, reference_ssim
 
 VIDEOS = ('clipA', 'clipB')
@@ -307,6 +308,12 @@ def bad_cases(data, tmp):
     featureless = seeded_state(parity_file('small_config_keys.tsv'), 0)
     featureless['in_conv.0.weight'] = np.zeros((0, 3, 3, 3), np.float32)  # implies n_feat = 0
     save_state_dict_file(featureless, tmp / 'featureless.pkl')
+    poisoned = seeded_state(parity_file('small_config_keys.tsv'), 0)
+    poisoned['recons_net.0.conv1.bias'][5] = np.nan  # the frames would come out black
+    save_state_dict_file(poisoned, tmp / 'poisoned.pkl')
+    bomb = link_tree(data / 'LR', tmp / 'bomb')
+    os.unlink(bomb / 'clipA' / '00000002.png')
+    write_bomb_png(bomb / 'clipA' / '00000002.png')
     garbage = link_tree(data / 'LR', tmp / 'garbage')
     os.unlink(garbage / 'clipB' / '00000003.png')
     (garbage / 'clipB' / '00000003.png').write_bytes(b'\x00garbage')
@@ -322,8 +329,12 @@ def bad_cases(data, tmp):
         'model not a checkpoint': (['--model_path', str(tmp / 'notes.pkl')], 'notes.pkl'),
         'model keys': (['--model_path', str(tmp / 'broken.pkl')], 'recons_net.1.conv2.bias'),
         'model unbuildable': (['--model_path', str(tmp / 'featureless.pkl')],
-                              'featureless.pkl does not fit the model: its shapes imply a configuration the model '
-                              'cannot be built with (out_channels must be greater than zero, got 0)'),
+                              'featureless.pkl holds an in_conv.0.weight of shape 0x3x3x3: the model needs at '
+                              'least one feature and one colour channel'),
+        'model folder': (['--model_path', str(tmp)], f'{tmp} is a folder, not a checkpoint file'),
+        'model NaN': (['--model_path', str(tmp / 'poisoned.pkl')],
+                      'holds NaN or infinite values in recons_net.0.conv1.bias: model weights must be finite numbers'),
+        'image bomb': (['--input_path', str(bomb)], 'pixels, too many for a video frame (a decompression bomb?)'),
         'model scale': (['--scale', '1', '--gt_path', str(data / 'LR')], 'upsamples by 4, but --scale is 1'),
     }
 

@@ -142,3 +142,41 @@ def test_state_whose_logs_hold_nan_is_valid():
     state = training_state()
     state['logs'] = {'psnr': [float('nan')], 'loss_total': [0.5]}  # the PSNR of a test set without ground truth
     check_state(state, 'training_state.pkl')
+
+def _set(state, part, key, value):
+    state[part][key] = value
+    return state
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda s: _set(s, 'model', 'in_conv.0.bias', np.full(32, np.nan, np.float32)),
+     'holds NaN or infinite values in in_conv.0.bias: model weights must be finite numbers'),
+    (lambda s: _set(s, 'model', 'in_conv.0.bias', np.zeros(32, np.int32)),
+     'holds int32 values in in_conv.0.bias, but model weights must be floating-point (float32)'),
+    (lambda s: _set(s['optimizer'], 'm', 'in_conv.0.weight', np.full((32, 3, 3, 3), np.inf, np.float32)) and s,
+     'holds NaN or infinite values in the Adam moment m of in_conv.0.weight: Adam moments must be finite numbers'),
+    (lambda s: _set(s['optimizer'], 'v', 'in_conv.0.weight', np.zeros((32, 3, 3, 3), np.int64)) and s,
+     'holds int64 values in the Adam moment v of in_conv.0.weight, but Adam moments must be floating-point '
+     '(float32)'),
+    (lambda s: _set(s['optimizer'], 'v', 'in_conv.0.weight', np.full((32, 3, 3, 3), -1e-8, np.float32)) and s,
+     'holds negative values in the Adam moment v of in_conv.0.weight, an average of squares'),
+], ids=['nan-weight', 'integer-weight', 'inf-moment', 'integer-moment', 'negative-second-moment'])
+def test_training_state_with_values_the_model_cannot_use_is_refused(dataset, tmp_path, capsys, change, message):
+    folder = tmp_path / 'exp' / 'run'
+    folder.mkdir(parents=True)
+    with open(folder / 'training_state.pkl', 'wb') as handle:
+        pickle.dump(change(training_state()), handle)
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
+    assert code == 1
+    assert err == [f'sbvsr-train: {folder / "training_state.pkl"} {message}']
+
+
+def test_pre_train_with_nan_weights_is_refused(dataset, tmp_path, capsys):
+    from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
+    state = model_state()
+    state['recons_net.1.conv2.weight'][0, 0, 1, 1] = np.inf
+    save_state_dict_file(state, tmp_path / 'inf.pkl')
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--pre_train', str(tmp_path / 'inf.pkl'))
+    assert code == 1
+    assert err == [f'sbvsr-train: {tmp_path / "inf.pkl"} holds NaN or infinite values in recons_net.1.conv2.weight: '
+                   'model weights must be finite numbers']

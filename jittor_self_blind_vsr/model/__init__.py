@@ -35,12 +35,14 @@ def load_numpy_state_dict(module, state, strict=True):
 
 def load_checked(module, state, path):
     """Strict load_numpy_state_dict of a state read from `path`; CheckpointError with one
-    sentence naming the first keys or shapes that do not fit."""
-    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, mismatch_sentence
+    sentence naming the first keys or shapes that do not fit, or the first tensor that is
+    not floating-point or holds NaN or infinite values. Every weight loader passes here."""
+    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, check_float_arrays, mismatch_sentence
     # Var shapes are known without running anything: no parameter is computed here.
     sentence = mismatch_sentence(path, state, {k: tuple(v.shape) for k, v in module.state_dict().items()})
     if sentence:
         raise CheckpointError(sentence)
+    check_float_arrays(path, state, 'model weights')
     load_numpy_state_dict(module, state, strict=True)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS
 from jittor_self_blind_vsr.runtime import current_device, import_jittor
-from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
+from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, check_float_arrays
 
 jt = import_jittor(current_device() or 'auto')
 
@@ -84,6 +84,11 @@ def load_optimizer_state(optimizer, state, names, path):
                 if not isinstance(moments.get(name), np.ndarray) or moments[name].shape != tuple(param.shape):
                     raise CheckpointError(f'the optimizer state in {path} does not fit parameter {name} '
                                           f'(continue with the options the run was started with)')
+            check_float_arrays(path, {f"the Adam moment m of {name}": state['m'][name],
+                                      f"the Adam moment v of {name}": state['v'][name]}, 'Adam moments')
+            if (state['v'][name] < 0).any():  # Adam divides by its square root
+                raise CheckpointError(f'{path} holds negative values in the Adam moment v of {name}, an average '
+                                      f'of squares')
             m.update(jt.array(state['m'][name]).stop_grad())
             v.update(jt.array(state['v'][name]).stop_grad())
     optimizer.n_step = state['n_step']

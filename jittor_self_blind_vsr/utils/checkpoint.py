@@ -13,12 +13,21 @@ PyTorch files are read without torch, in both of its formats:
 * zip (PyTorch >= 1.6): `<name>/data.pkl` with the same persistent ids, the storages
   as `<name>/data/<key>`, their byte order in `<name>/byteorder`.
 Tensors come back as numpy arrays, floating ones as float32.
+
+A file of S bytes makes the reader build O(S) objects and O(S) bytes of arrays, whatever
+it claims: shared references stay shared and may not unfold into more items than the
+pickle has bytes, containers nest at most MAX_NESTING deep, a tensor holds at most as many
+values as its storage and all tensors together at most _VIEW_BUDGET times the bytes of
+their storages, and a zip's entries unpack to at most _UNPACK_LIMIT times the file's size.
+Each limit breached is refused with a sentence saying which.
 """
 import collections
 import hashlib
 import io
+import math
 import os
 import pickle
+import pickletools
 import re
 import tempfile
 import zipfile
@@ -49,11 +58,19 @@ _PWC_OUTER = re.compile(r'^(?:flow_net\.)?(?:module|net)Network\.')
 _NET_PART = re.compile(r'^net(?=[A-Z])')
 FLOW_PREFIX = 'flow_net.moduleNetwork.'
 
+# Checkpoints nest a handful of levels (trainer state > model > tensor); anything deeper is hostile.
+MAX_NESTING = 100
+# Tied and sliced views may share a storage; beyond this factor they only repeat its data.
+_VIEW_BUDGET = 2
+# PyTorch stores zip entries uncompressed; a few times the file's size allows recompressed files.
+_UNPACK_LIMIT = 4
+
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
     'BFloat16Storage': _BFLOAT16, 'LongStorage': np.int64, 'IntStorage': np.int32,
     'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
     'BoolStorage': np.bool_, 'UntypedStorage': np.uint8,
+    'ComplexFloatStorage': np.complex64, 'ComplexDoubleStorage': np.complex128,
 }
 _TORCH_DTYPES = {
     'float32': np.float32, 'float': np.float32, 'float64': np.float64, 'double': np.float64,
@@ -61,7 +78,11 @@ _TORCH_DTYPES = {
     'int64': np.int64, 'long': np.int64, 'int32': np.int32, 'int': np.int32,
     'int16': np.int16, 'short': np.int16, 'int8': np.int8, 'uint8': np.uint8, 'bool': np.bool_,
     'uint16': np.uint16, 'uint32': np.uint32, 'uint64': np.uint64,
+    'complex64': np.complex64, 'cfloat': np.complex64, 'complex128': np.complex128, 'cdouble': np.complex128,
 }
+# Torch tensor types numpy cannot hold: named as unsupported data, not as a code threat.
+_UNSUPPORTED_TORCH = re.compile(
+    r'^(?:\w+Storage|complex32|chalf|q(?:u?int\w+)|float8_\w+|float4_\w+|bits\w+|u?int[1-7])$')
 
 
 # Tuples without a __dict__: a pickle's BUILD opcode cannot alter them, so one file
@@ -76,7 +97,10 @@ _PendingTensor = collections.namedtuple('_PendingTensor', 'storage offset size s
 def _rebuild_tensor(storage, storage_offset, size, stride, *_grad_hooks_metadata):
     if type(storage) is not _StorageRef:
         raise pickle.UnpicklingError('a tensor without a storage')
-    return _PendingTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+    size, stride = tuple(size), tuple(stride)
+    if len(size) != len(stride) or not all(type(n) is int and n >= 0 for n in size + stride):
+        raise pickle.UnpicklingError('a tensor with a malformed shape')
+    return _PendingTensor(storage, int(storage_offset), size, stride)
 
 
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, hooks, dtype, *_metadata):
@@ -90,22 +114,107 @@ def _rebuild_parameter(data, *_grad_hooks_state):
 
 def _jittor_var(data):
     # jt.save pickles a Var as (jittor.Var, (ndarray,)): the array is all we need.
-    if not isinstance(data, np.ndarray):
+    if type(data) is not _ArrayState:
         raise pickle.UnpicklingError('a Jittor Var without an array')
     return data
 
 
+class _Refusal(Exception):
+    """Content no checkpoint holds, refused while unpickling; the message completes 'X is refused: '."""
+
+
+# numpy's own __setstate__ trusts the pickle (an object array claiming more items than its
+# list crashes numpy 1.26, a zero-size dtype makes a trillion-element array), so arrays,
+# dtypes and scalars are rebuilt here from checked parts: numbers only, data of exactly
+# the size the shape needs.
+_NumpyClass = collections.namedtuple('_NumpyClass', 'name')  # numpy.ndarray, as _reconstruct's argument
+_NDARRAY = _NumpyClass('ndarray')
+
+
+class _DtypeState:
+    """A numeric numpy dtype a pickle names; BUILD may set its byte order only."""
+    __slots__ = ('dtype',)
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if type(state) is not tuple or len(state) < 5 or state[1] not in ('<', '>', '|', '='):
+            raise pickle.UnpicklingError('a malformed numpy dtype')
+        if any(part is not None for part in state[2:5]):
+            raise _Refusal('it holds a structured numpy array, which no checkpoint does')
+        if state[1] in '<>':
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _ArrayState:
+    """A numpy array being unpickled: _reconstruct makes it, BUILD gives it shape, dtype and data."""
+    __slots__ = ('array',)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if self.array is not None or type(state) is not tuple or len(state) != 5:
+            raise pickle.UnpicklingError('a malformed numpy array')
+        _version, shape, dtype, fortran, data = state
+        self.array = _numpy_array(data, dtype, shape, 'F' if fortran else 'C')
+
+
+def _numpy_dtype(spec, *_align_copy):
+    dtype = np.dtype(spec) if isinstance(spec, str) else None
+    if dtype is None or dtype.kind not in 'biufc' or dtype.fields is not None or dtype.subdtype is not None:
+        raise _Refusal(f'it holds a numpy array of type {spec!r:.40}, but checkpoints hold numbers only')
+    return _DtypeState(dtype)
+
+
+def _raw_bytes(data):
+    if isinstance(data, str):  # Python 2 pickles, read with encoding='latin1'
+        return data.encode('latin1')
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError('a numpy array without data')
+    return data
+
+
+def _numpy_array(data, dtype, shape, order):
+    if type(dtype) is not _DtypeState or type(shape) is not tuple or order not in ('C', 'F'):
+        raise pickle.UnpicklingError('a malformed numpy array')
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise pickle.UnpicklingError('a numpy array with a malformed shape')
+    data = _raw_bytes(data)
+    if len(data) != math.prod(shape) * dtype.dtype.itemsize:
+        raise pickle.UnpicklingError('a numpy array whose data does not match its shape')
+    return np.frombuffer(data, dtype.dtype).reshape(shape, order=order).copy(order='K')
+
+
+def _numpy_reconstruct(subtype, shape, dtype):
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError('an array of an unknown class')
+    return _ArrayState()
+
+
+def _numpy_scalar(dtype, data):
+    return _numpy_array(data, dtype, (), 'C')[()]
+
+
+def _numpy_frombuffer(data, dtype, shape, order):
+    return _numpy_array(data, dtype, tuple(shape), order)
+
+
+def _latin1(text, encoding):
+    # protocol-2 pickles write bytes as codecs.encode(str, 'latin1'); no other codec is needed
+    if encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError(f'bytes in the encoding {encoding!r:.20}')
+    return text.encode('latin1')
+
+
 def _numpy_globals():
-    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*; ask numpy itself
-    # for the functions instead of importing either private path.
-    reconstruct = np.zeros(1).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    scalar = np.float32(0).__reduce__()[0]
-    allowed = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*
+    allowed = {('numpy', 'ndarray'): _NDARRAY, ('numpy', 'dtype'): _numpy_dtype}
     for core in ('numpy.core', 'numpy._core'):
-        allowed[(core + '.multiarray', '_reconstruct')] = reconstruct
-        allowed[(core + '.multiarray', 'scalar')] = scalar
-        allowed[(core + '.numeric', '_frombuffer')] = frombuffer
+        allowed[(core + '.multiarray', '_reconstruct')] = _numpy_reconstruct
+        allowed[(core + '.multiarray', 'scalar')] = _numpy_scalar
+        allowed[(core + '.numeric', '_frombuffer')] = _numpy_frombuffer
     return allowed
 
 
@@ -114,8 +223,7 @@ def _allowed_globals():
         ('collections', 'OrderedDict'): collections.OrderedDict,
         ('builtins', 'set'): set,
         ('builtins', 'frozenset'): frozenset,
-        # protocol-2 pickles of bytes (numpy data) go through codecs.encode(str, 'latin1')
-        ('_codecs', 'encode'): __import__('codecs').encode,
+        ('_codecs', 'encode'): _latin1,
         ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
@@ -135,19 +243,101 @@ _ALLOWED = _allowed_globals()
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
+def _opcode_roles():
+    """{opcode: role} for _check_nesting: the stack effect of each opcode, worked out once."""
+    special = {'MARK': 'mark', 'PUT': 'put', 'BINPUT': 'put', 'LONG_BINPUT': 'put', 'MEMOIZE': 'memoize',
+               'GET': 'get', 'BINGET': 'get', 'LONG_BINGET': 'get', 'DUP': 'dup', 'POP': 'pop',
+               'POP_MARK': 'pop_mark'}
+    # these add to the container below their arguments, which stays on the stack
+    fills = {'APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS', 'BUILD'}
+    roles = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        if op.name in special:
+            roles[op] = special[op.name]
+        elif not before:
+            roles[op] = 'leaf' if op.stack_after else 'none'
+        elif pickletools.markobject in before:
+            roles[op] = ('marked', before.index(pickletools.markobject), op.name in fills, bool(op.stack_after))
+        else:
+            roles[op] = ('counted', len(before), op.name in fills, bool(op.stack_after))
+    return roles
+
+
+_OPCODE_ROLES = _opcode_roles()
+
+
+def _check_nesting(stream):
+    """Refuse a pickle nesting deeper than MAX_NESTING before it is unpickled.
+
+    CPython hashes nested tuples recursively without a depth guard, so a dict key or set
+    element nested a million deep (a megabyte of TUPLE1 opcodes) crashes the unpickler
+    itself. The opcodes are read once and nothing is built: each stack item is a cell
+    holding its depth, shared through the memo so that a container filled later counts
+    its new items. The stream is left where it was.
+    """
+    start = stream.tell()
+    stack, marks, memo = [], [], {}
+    for op, arg, _pos in pickletools.genops(stream):
+        role = _OPCODE_ROLES[op]
+        if role == 'leaf':
+            stack.append([0])
+        elif role == 'memoize':
+            memo[len(memo)] = stack[-1]
+        elif role == 'put':
+            memo[arg] = stack[-1]
+        elif role == 'get':
+            stack.append(memo.get(arg, [0]))
+        elif role == 'mark':
+            marks.append(len(stack))
+        elif role == 'dup':
+            stack.append(stack[-1])
+        elif role == 'pop':
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            else:
+                stack.pop()
+        elif role == 'pop_mark':
+            del stack[marks.pop():]
+        elif role != 'none':
+            how, count, fills, pushes = role
+            if how == 'marked':
+                count += len(stack) - marks.pop()
+            popped = stack[len(stack) - count:] if count else []
+            del stack[len(stack) - len(popped):]
+            if fills:
+                popped[0][0] = max(popped[0][0], 1 + max((cell[0] for cell in popped[1:]), default=0))
+                stack.append(popped[0])
+            elif pushes:
+                stack.append([1 + max((cell[0] for cell in popped), default=-1)])
+            if stack and stack[-1][0] > MAX_NESTING:
+                raise _Refusal(f'its containers nest more than {MAX_NESTING} deep, which no checkpoint does')
+    stream.seek(start)
+
+
 class _SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids."""
+    """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids.
+
+    `file` must be seekable: its opcodes are checked for nesting before anything is built."""
 
     def __init__(self, file, path, storages=None):
         super().__init__(file, encoding='latin1')
+        self._file = file
         self._path = path
         self._storages = storages
+
+    def load(self):
+        _check_nesting(self._file)
+        return super().load()
 
     def find_class(self, module, name):
         module = _PY2_MODULES.get(module, module)
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
+            if module in ('torch', 'torch.storage') and _UNSUPPORTED_TORCH.match(name):
+                raise CheckpointError(f'{self._path} holds tensors of type {module}.{name}, which this reader '
+                                      'does not support (the model needs float32 weights)') from None
             raise CheckpointError(
                 f'{self._path} refers to {module}.{name}, which no checkpoint holds: refused to load it, '
                 'since unpickling it could run code') from None
@@ -159,10 +349,9 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 class _Storages:
-    """Storage data of one torch file, read on demand by key."""
+    """Storage data of one torch file, decoded once per key; `ref` resolves persistent ids."""
 
-    def __init__(self, read_raw, byteorder):
-        self._read_raw = read_raw  # (key, nbytes) -> bytes
+    def __init__(self, byteorder):
         self._byteorder = byteorder
         self._roots = {}  # key -> (dtype, numel) as first named
         self._arrays = {}
@@ -181,25 +370,9 @@ class _Storages:
         _view_key, offset, view_numel = view
         return _StorageRef(key, storage_type.dtype, int(offset), int(view_numel))
 
-    def root_keys(self):
-        return list(self._roots)
-
-    def array(self, ref, dtype=None):
-        """The storage's elements as a 1-D numpy array (bfloat16 widened to float32).
-
-        `dtype` reinterprets the bytes of an untyped storage (tensors rebuilt by _rebuild_tensor_v3).
-        """
-        if ref.key not in self._arrays:
-            stored, numel = self._roots[ref.key]
-            self._arrays[ref.key] = _decode(self._read_raw(ref.key, numel * _itemsize(stored)),
-                                            stored, self._byteorder)
-        data = self._arrays[ref.key]
-        if ref.offset < 0 or ref.offset + ref.numel > data.size:
-            raise pickle.UnpicklingError('a storage view outside its storage')
-        data = data[ref.offset:ref.offset + ref.numel]
-        if dtype is not None and dtype != ref.dtype:
-            data = _decode(data.tobytes(), dtype, self._byteorder)
-        return data
+    def roots(self):
+        """(key, nbytes) of every storage named, in the order first named."""
+        return [(key, numel * _itemsize(dtype)) for key, (dtype, numel) in self._roots.items()]
 
     def itemsize(self, key):
         return _itemsize(self._roots[key][0])
@@ -207,44 +380,156 @@ class _Storages:
     def set_raw(self, key, raw):
         self._arrays[key] = _decode(raw, self._roots[key][0], self._byteorder)
 
+    def held_bytes(self):
+        """Bytes of every storage the file holds, as decoded (bfloat16 widened)."""
+        return sum(data.nbytes for data in self._arrays.values())
+
+    def array(self, ref):
+        """The elements of a storage (view) as a 1-D numpy array (bfloat16 widened to float32)."""
+        if ref.key not in self._arrays:
+            raise pickle.UnpicklingError(f'storage {ref.key} is missing')
+        data = self._arrays[ref.key]
+        if ref.offset < 0 or ref.numel < 0 or ref.offset + ref.numel > data.size:
+            raise pickle.UnpicklingError('a storage view outside its storage')
+        return data[ref.offset:ref.offset + ref.numel]
+
+    def typed(self, ref, dtype):
+        """(elements, widen): the storage's bytes read as `dtype` (an untyped storage under
+        _rebuild_tensor_v3), bfloat16 as raw uint16 bits for the caller to widen once copied."""
+        data = self.array(ref)
+        if dtype is None or dtype == ref.dtype:
+            return data, False
+        if self._roots[ref.key][0] == _BFLOAT16:
+            raise pickle.UnpicklingError('a bfloat16 storage read as another type')
+        raw = np.uint16 if dtype == _BFLOAT16 else dtype
+        return data.view(np.dtype(raw).newbyteorder(self._byteorder)), dtype == _BFLOAT16
+
 
 def _itemsize(dtype):
     return 2 if dtype == _BFLOAT16 else np.dtype(dtype).itemsize
 
 
+def _widen_bfloat16(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
 def _decode(raw, dtype, byteorder):
     if dtype == _BFLOAT16:
-        bits = np.frombuffer(raw, dtype=np.dtype(np.uint16).newbyteorder(byteorder))
-        return (bits.astype(np.uint32) << 16).view(np.float32)
+        return _widen_bfloat16(np.frombuffer(raw, dtype=np.dtype(np.uint16).newbyteorder(byteorder)))
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(byteorder))
 
 
-def _tensor_array(tensor, storages):
-    data = storages.array(tensor.storage, tensor.dtype)
-    size, stride = tensor.size, tensor.stride
-    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise pickle.UnpicklingError('a tensor with a malformed shape')
-    if 0 in size:
-        return np.zeros(size, dtype=data.dtype)
-    last = tensor.offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if tensor.offset < 0 or last >= data.size:
-        raise pickle.UnpicklingError('a tensor reaching outside its storage')
-    base = data[tensor.offset:]
-    strides = tuple(s * data.itemsize for s in stride)
-    return np.lib.stride_tricks.as_strided(base, shape=size, strides=strides).copy()
+# What the resolver replaces or descends into; everything else is a plain value.
+_ACTIVE = frozenset({dict, collections.OrderedDict, list, tuple, _PendingTensor, _StorageRef, _ArrayState})
 
 
-def _resolve(obj, storages):
-    """Replace pending tensors and bare storages in a loaded tree by numpy arrays."""
-    if type(obj) is _PendingTensor:
-        return _tensor_array(obj, storages)
-    if type(obj) is _StorageRef:
-        return storages.array(obj).copy()
-    if isinstance(obj, dict):
-        return type(obj)((k, _resolve(v, storages)) for k, v in obj.items())
-    if type(obj) in (list, tuple):
-        return type(obj)(_resolve(v, storages) for v in obj)
-    return obj
+def _name(key):
+    return key if isinstance(key, str) else repr(key)[:40]
+
+
+class _Resolver:
+    """Replaces pending tensors and bare storages in a loaded tree by numpy arrays,
+    with work and memory bounded by the file.
+
+    A pickle stores an object referenced twice once. Resolving keeps such sharing
+    (memoised by identity), and refuses a tree whose sharing would unfold into more
+    items than the pickle has bytes: written without sharing, every item costs at least
+    one byte, so only a "billion laughs" file exceeds that, and no later walk over the
+    tree (checks, copies) can cost more than the file's size. Tensors are memoised by
+    view; each may hold no more values than its storage, and all of them together at
+    most _VIEW_BUDGET times the bytes of the storages, checked before anything is copied.
+    """
+
+    def __init__(self, path, pickle_size, storages=None):
+        self._path = path
+        self._max_items = max(pickle_size, 1)
+        self._storages = storages
+        self._budget = _VIEW_BUDGET * storages.held_bytes() if storages is not None else 0
+        self._spent = 0
+        self._done = {}  # id(container) -> (resolved, items it unfolds to)
+        self._views = {}  # _PendingTensor or _StorageRef -> array
+        self._open = set()  # ids of the containers being resolved (the current path)
+
+    def __call__(self, root):
+        return self._resolve(root, 0, 'the checkpoint')[0]
+
+    def _refuse(self, why):
+        raise CheckpointError(f'{self._path} is refused: {why}')
+
+    def _resolve(self, obj, depth, where):
+        kind = type(obj)
+        if kind is _PendingTensor or kind is _StorageRef:
+            return self._array(obj, where), 1
+        if kind is _ArrayState:
+            if obj.array is None:
+                raise pickle.UnpicklingError('a numpy array without data')
+            return obj.array, 1
+        if not isinstance(obj, dict) and kind not in (list, tuple):
+            return obj, 1
+        ident = id(obj)
+        if ident in self._done:
+            return self._done[ident]
+        if ident in self._open:
+            self._refuse(f'the container under {where} contains itself, which no checkpoint does')
+        if depth >= MAX_NESTING:
+            self._refuse(f'its containers nest more than {MAX_NESTING} deep, which no checkpoint does')
+        self._open.add(ident)
+        items = 1
+        out = []
+        if kind in (list, tuple) and _ACTIVE.isdisjoint(map(type, obj)):  # plain values: copied at C speed
+            out, items = obj, 1 + len(obj)
+        elif isinstance(obj, dict) and _ACTIVE.isdisjoint(map(type, obj.values())):
+            out, items = obj.items(), 1 + 2 * len(obj)
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                resolved, count = self._resolve(value, depth + 1, _name(key))
+                out.append((key, resolved))
+                items += 1 + count
+        else:
+            for value in obj:
+                resolved, count = self._resolve(value, depth + 1, where)
+                out.append(resolved)
+                items += count
+        self._open.discard(ident)
+        if items > self._max_items:
+            self._refuse(f'its shared references unfold into more than {self._max_items:,} items, more than '
+                         f'its {self._max_items:,}-byte pickle can hold (a "billion laughs" file)')
+        self._done[ident] = (kind(out), items)
+        return self._done[ident]
+
+    def _array(self, ref, where):
+        if ref not in self._views:
+            if type(ref) is _StorageRef:
+                data = self._storages.array(ref)
+                self._spend(data.nbytes)
+                self._views[ref] = data.copy()
+            else:
+                self._views[ref] = self._tensor(ref, where)
+        return self._views[ref]
+
+    def _spend(self, nbytes):
+        self._spent += nbytes
+        if self._spent > self._budget:
+            self._refuse(f'its tensors would take more than {self._budget:,} bytes, {_VIEW_BUDGET} times the '
+                         f'{self._budget // _VIEW_BUDGET:,} bytes of data it holds (views that repeat their data)')
+
+    def _tensor(self, tensor, where):
+        data, widen = self._storages.typed(tensor.storage, tensor.dtype)
+        size, stride, offset = tensor.size, tensor.stride, tensor.offset
+        numel = math.prod(size)
+        if numel > data.size:
+            self._refuse(f'its tensor {where} would hold {numel:,} values, but its storage holds only '
+                         f'{data.size:,} (a view that repeats its data)')
+        dtype = np.dtype(np.float32) if widen else data.dtype
+        self._spend(numel * dtype.itemsize)
+        if numel == 0:
+            return np.zeros(size, dtype=dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if offset < 0 or last >= data.size:
+            raise pickle.UnpicklingError('a tensor reaching outside its storage')
+        strides = tuple(s * data.itemsize for s in stride)
+        copy = np.lib.stride_tricks.as_strided(data[offset:], shape=size, strides=strides).copy()
+        return _widen_bfloat16(copy) if widen else copy
 
 
 @dataclass(frozen=True)
@@ -260,22 +545,29 @@ def _read_zip(path):
         pkl = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
         if not pkl:
             raise CheckpointError(f'{path} is a zip archive but not a PyTorch checkpoint (it has no data.pkl)')
+        _check_unpacked_size(archive, path)
         prefix = pkl[0][:-len('data.pkl')]
         byteorder = '<'
         if prefix + 'byteorder' in names:
             byteorder = '>' if archive.read(prefix + 'byteorder').strip() == b'big' else '<'
-
-        def read_raw(key, nbytes):
+        storages = _Storages(byteorder)
+        content = _SafeUnpickler(io.BytesIO(archive.read(pkl[0])), path, storages).load()
+        for key, nbytes in storages.roots():
             name = f'{prefix}data/{key}'
             if name not in names or archive.getinfo(name).file_size < nbytes:
                 raise pickle.UnpicklingError(f'storage {key} is missing or short')
             with archive.open(name) as entry:
-                return entry.read(nbytes)
+                storages.set_raw(key, entry.read(nbytes))
+        resolve = _Resolver(path, archive.getinfo(pkl[0]).file_size, storages)
+        return Checkpoint(resolve(content), FORMAT_ZIP)
 
-        storages = _Storages(read_raw, byteorder)
-        with archive.open(pkl[0]) as f:
-            content = _SafeUnpickler(f, path, storages).load()
-        return Checkpoint(_resolve(content, storages), FORMAT_ZIP)
+
+def _check_unpacked_size(archive, path):
+    unpacked = sum(info.file_size for info in archive.infolist())
+    size = os.path.getsize(path)
+    if unpacked > _UNPACK_LIMIT * size:
+        raise CheckpointError(f'{path} is refused: its zip entries unpack to {unpacked:,} bytes, more than '
+                              f'{_UNPACK_LIMIT} times the file\'s {size:,} (PyTorch stores them uncompressed)')
 
 
 def _read_legacy(f, path):
@@ -286,15 +578,17 @@ def _read_legacy(f, path):
     if unpickle() != LEGACY_PROTOCOL:
         raise CheckpointError(f'{path} uses a PyTorch serialisation protocol this reader does not know')
     unpickle()  # system info: torch writes legacy sizes and data little-endian whatever it says
-    storages = _Storages(None, '<')
+    storages = _Storages('<')
+    start = f.tell()
     content = unpickle(storages)
+    pickle_size = f.tell() - start
     keys = unpickle()
-    if not isinstance(keys, list) or set(map(str, keys)) != set(storages.root_keys()):
+    if not isinstance(keys, list) or set(map(str, keys)) != {key for key, _ in storages.roots()}:
         raise pickle.UnpicklingError('the storage key list does not match the storages')
     for key in map(str, keys):
         numel = int.from_bytes(_read_exact(f, 8), 'little')
         storages.set_raw(key, _read_exact(f, numel * storages.itemsize(key)))
-    return Checkpoint(_resolve(content, storages), FORMAT_LEGACY)
+    return Checkpoint(_Resolver(path, pickle_size, storages)(content), FORMAT_LEGACY)
 
 
 def _read_exact(f, n):
@@ -320,7 +614,7 @@ def _read_pickles(path):
     first = _SafeUnpickler(stream, path).load()
     if type(first) is int and first == LEGACY_MAGIC:
         return _read_legacy(stream, path)
-    return Checkpoint(first, FORMAT_PICKLE)
+    return Checkpoint(_Resolver(path, stream.tell())(first), FORMAT_PICKLE)
 
 
 def _check_is_file(path):
@@ -349,6 +643,10 @@ def read_checkpoint(path):
         return _read_zip(path) if head == _ZIP_MAGIC else _read_pickles(path)
     except CheckpointError:
         raise
+    except _Refusal as refusal:
+        raise CheckpointError(f'{path} is refused: {refusal}') from None
+    except MemoryError:
+        raise CheckpointError(f'{path} could not be loaded: its tensors need more memory than is free') from None
     except Exception as exc:  # any failure while parsing untrusted bytes means a damaged file
         raise CheckpointError(f'{path} is truncated or corrupt ({_reason(exc)})') from None
 
@@ -407,7 +705,23 @@ def _as_weight(key, value, path):
         return np.ascontiguousarray(value, dtype=np.float32)
     if value.dtype.kind in 'iub':
         return value
+    if value.dtype.kind == 'c':
+        raise CheckpointError(f'{path} holds complex values ({value.dtype}) under {key}, where weights are '
+                              'real numbers')
     raise CheckpointError(f'{path} holds a non-numeric array ({value.dtype}) under {key}')
+
+
+def check_float_arrays(path, arrays, what):
+    """Raise CheckpointError naming the first of `arrays` {name: array} that is not floating-point
+    or not finite as float32; `what` names them for the user ('model weights', 'Adam moments')."""
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.dtype.kind != 'f':
+            held = f'{value.dtype} values' if isinstance(value, np.ndarray) else f'a {type(value).__name__}'
+            raise CheckpointError(f'{path} holds {held} in {name}, but {what} must be floating-point (float32)')
+        with np.errstate(over='ignore'):  # float64 beyond float32's range becomes inf, and is refused
+            finite = np.isfinite(value.astype(np.float32, copy=False)).all()
+        if not finite:
+            raise CheckpointError(f'{path} holds NaN or infinite values in {name}: {what} must be finite numbers')
 
 
 def state_dict_from(content, path):
@@ -501,12 +815,16 @@ def _first(keys):
     return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
 
 
+def foreign_sentence(path, keys):
+    """The sentence for a file whose `keys` all belong to another network."""
+    return f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(keys)} do not fit the model'
+
+
 def mismatch_sentence(path, state, expected):
     """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
     unexpected = [k for k in state if k not in expected]
     if unexpected and len(unexpected) == len(state):
-        return (f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(unexpected)} '
-                'do not fit the model')
+        return foreign_sentence(path, unexpected)
     problems = []
     if unexpected:
         problems.append(f'its keys {_first(unexpected)} are not in the model')

@@ -6,6 +6,7 @@ supported formats and error wording are decided once.
 import os
 import re
 import tempfile
+import warnings
 
 import cv2
 import numpy as np
@@ -62,6 +63,7 @@ def read_image(path):
         raise ImageReadError(f'image file not found: {path}')
     # imdecode on the raw bytes instead of imread: imread fails silently on some paths
     # (non-ASCII on other platforms) and cannot tell "missing" from "corrupt".
+    image_size(path)  # the header first: OpenCV would allocate whatever size it claims
     data = np.fromfile(path, dtype=np.uint8)
     # EXIF orientation is ignored so the array matches the stored pixel grid (and PIL's size)
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
@@ -87,11 +89,21 @@ def to_uint8_image(chw):
     return image.transpose(1, 2, 0).astype(np.uint8)
 
 
-def image_size(path):
-    """(height, width) from the file's header, without decoding the pixels; ImageReadError when unreadable."""
+def image_size(path, verify=False):
+    """(height, width) from the file's header, without decoding the pixels; ImageReadError when
+    unreadable or when the header claims more pixels than PIL's decompression-bomb limit
+    (Image.MAX_IMAGE_PIXELS). `verify` also checks the whole file where the format allows."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        with warnings.catch_warnings():
+            # PIL only warns between the limit and twice it: refuse both alike
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if verify:
+                    image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f'cannot read image {path}: its header claims more than {Image.MAX_IMAGE_PIXELS:,} '
+                             f'pixels, too many for a video frame (a decompression bomb?)') from None
     except (OSError, ValueError, SyntaxError):
         raise ImageReadError(f'cannot read image (not a valid PNG/JPEG/BMP file?): {path}') from None
     return height, width
