@@ -143,6 +143,7 @@ def test_state_whose_logs_hold_nan_is_valid():
     state['logs'] = {'psnr': [float('nan')], 'loss_total': [0.5]}  # the PSNR of a test set without ground truth
     check_state(state, 'training_state.pkl')
 
+
 def _set(state, part, key, value):
     state[part][key] = value
     return state
