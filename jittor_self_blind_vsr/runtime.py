@@ -24,7 +24,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from jittor_self_blind_vsr import cuda_stack
+from jittor_self_blind_vsr import compile_guard, cuda_stack
 
 DEVICES = ('auto', 'cpu', 'cuda')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
@@ -189,6 +189,7 @@ def start_jittor(device):
     import jittor
     if device == 'cuda' and not jittor.has_cuda:
         raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
+    compile_guard.install(jittor)
     jittor.flags.use_cuda = int(device == 'cuda')
     _state['device'] = device
     return jittor
