@@ -26,7 +26,7 @@ def signal_when_ready(script, argv, signum, timeout=600):
     try:
         for line in process.stderr:
             lines.append(line)
-            if line.strip() == READY:
+            if READY in line:
                 process.send_signal(signum)
                 break
         lines.append(process.stderr.read())

@@ -88,7 +88,7 @@ class Logger:
         name = args.load if args.load != '.' else args.save
         self.dir = Path(args.experiment_dir) / name
         self.archived = None
-        self.saved_epoch = None  # the epoch this run committed last
+        self.committed_epoch = None  # the epoch training_state.pkl holds, once read or written
         self._check_folder()
         self.log_file = None
 
@@ -167,7 +167,7 @@ class Logger:
         if self.args.save_middle_models:
             save_state_dict_file(state['model'], self.model_path(epoch))
         save_pickle_atomic(state, self.state_path)
-        self.saved_epoch = epoch
+        self.committed_epoch = epoch
 
     def plot(self, filename, values, title, ylabel):
         """One curve over epochs (1..len(values)) as a PNG."""
@@ -202,8 +202,8 @@ class Logger:
 
     def kept(self):
         """What an interrupted run leaves, as a clause for the user."""
-        if self.saved_epoch is not None:
-            return f'{self.state_path} keeps epoch {self.saved_epoch}, the last one completed'
+        if self.committed_epoch is not None:
+            return f'{self.state_path} keeps epoch {self.committed_epoch}, the last one completed'
         if self.state_path.is_file():
             return f'{self.state_path} is unchanged'
         return f'no epoch was completed, so {self.dir} holds no training state'
