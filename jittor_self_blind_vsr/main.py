@@ -116,7 +116,7 @@ def main(argv=None):
             except RuntimeError as error:
                 print(f'sbvsr-train: {error}', file=sys.stderr)
                 return 2
-            interrupt.install()
+            interrupt.install(loader_workers=args.n_threads > 0)
             run(args)
     except user_errors() as error:
         print(f'sbvsr-train: {error}', file=sys.stderr)

@@ -70,3 +70,34 @@ def test_forked_workers_leave_ctrl_c_to_the_command_and_end_on_sigterm():
         ignored, ended = _child_status(signal.SIGINT), _child_status(signal.SIGTERM)
     assert os.WIFEXITED(ignored) and os.WEXITSTATUS(ignored) == 0
     assert os.WIFSIGNALED(ended) and os.WTERMSIG(ended) == signal.SIGTERM
+
+
+COMPILING = '''
+import os, random, sys
+from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.utils import interrupt
+try:  # as the commands do
+    with interrupt.handled():
+        jt = import_jittor('cpu')
+        interrupt.install()
+        print('compiling', file=sys.stderr, flush=True)
+        for k in random.sample(range(10 ** 9), 100):  # a new kernel each time: g++ runs nearly always
+            jt.code([4], 'float32', [], cpu_src=f'for (int i = 0; i < 4; i++) @out(i) = {k} + i;').sync()
+except KeyboardInterrupt as error:
+    print('cleanup ran', file=sys.stderr)
+    sys.exit(interrupt.exit_code(error))
+'''
+
+
+def test_a_terminals_ctrl_c_during_compilation_runs_the_cleanup():
+    """A terminal sends SIGINT to the whole process group: the compiler Jittor runs dies of it too."""
+    process = subprocess.Popen([sys.executable, '-c', COMPILING], stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env=dict(os.environ, log_silent='1'))
+    try:
+        assert 'compiling' in process.stderr.readline()
+        time.sleep(1.5)
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=300)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 130 and 'cleanup ran' in err, err[-2000:]

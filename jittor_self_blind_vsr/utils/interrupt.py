@@ -11,6 +11,13 @@ Processes forked from a command (Jittor's data-loader workers, its compile pool)
 SIGINT and die on SIGTERM: a terminal's Ctrl-C reaches them too, but the command itself
 decides how to stop them. A worker that raised KeyboardInterrupt would print a traceback
 and signal its parent again.
+
+Jittor also installs a C SIGCHLD handler that quick-exits as soon as any child dies by a
+signal other than SIGTERM. A terminal's Ctrl-C kills the compiler Jittor is running (g++
+is a child), so that handler would end the command before ours runs. `install()` resets
+SIGCHLD to its default unless the command runs Jittor's loader workers: there Jittor's
+handler is what stops the main process from waiting forever (in C++, where no Python
+handler runs) for a worker the kernel killed for memory.
 """
 import contextlib
 import os
@@ -56,30 +63,40 @@ def _forked_child():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def install():
-    """Put our handlers on SIGINT and SIGTERM (again: after importing Jittor). Only inside `handled()`."""
+def install(loader_workers=False):
+    """Put our handlers on SIGINT and SIGTERM (again: after importing Jittor) and, unless Jittor's
+    loader workers will run, the default action on SIGCHLD. Only inside `handled()`."""
     if not _state['depth'] or threading.current_thread() is not threading.main_thread():
         return
     for signum in SIGNALS:
         signal.signal(signum, _raise)
+    if not loader_workers:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def handled():
-    """The body of a command: SIGINT and SIGTERM raise Interrupted; the previous handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if not _state['fork_hook']:
-        os.register_at_fork(after_in_child=_forked_child)
-        _state['fork_hook'] = True
-    if not _state['depth']:
-        _state['previous'] = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    _state['depth'] += 1
-    install()
-    try:
-        yield
-    finally:
+class handled:  # noqa: N801 (used as `with interrupt.handled():`)
+    """The body of a command: SIGINT and SIGTERM raise Interrupted; the previous handlers come back after.
+
+    A class, not a generator: a signal that is acted on inside __exit__ (Python runs handlers
+    between bytecodes, so right after a long C call) must not leave a generator whose
+    clean-up runs at some later garbage collection.
+    """
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        if not _state['fork_hook']:
+            os.register_at_fork(after_in_child=_forked_child)
+            _state['fork_hook'] = True
+        if not _state['depth']:
+            _state['previous'] = {signum: signal.getsignal(signum) for signum in SIGNALS}
+        _state['depth'] += 1
+        install()
+        return self
+
+    def __exit__(self, *exc_info):
+        if threading.current_thread() is not threading.main_thread():
+            return
         _state['depth'] -= 1
         if not _state['depth']:
             for signum, handler in _state['previous'].items():
