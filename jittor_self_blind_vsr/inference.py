@@ -33,8 +33,9 @@ from jittor_self_blind_vsr.option import str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
-from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
-                                                  read_image, to_uint8_image, write_bytes_atomic, write_image)
+from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is_inside, list_images,
+                                                  list_subfolders, read_image, to_uint8_image, write_bytes_atomic,
+                                                  write_image)
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 CROP_BORDER = 4
@@ -277,12 +278,6 @@ def results_folder(args):
     return os.path.join(args.result_path, args.dataset_name, args.blur_type)
 
 
-def _inside(path, folder):
-    """True when `path` is `folder` or lies inside it (links resolved)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
-
-
 def _log_is_ours(path):
     try:
         with open(path, encoding='utf-8', errors='replace') as f:
@@ -323,7 +318,7 @@ def check_destination(args):
     results into the inputs; runs before any work starts."""
     final = results_folder(args)
     for role, path in (('input', args.input_path), ('GT', args.gt_path)):
-        if path is not None and (_inside(path, final) or _inside(final, path)):
+        if path is not None and (is_inside(path, final) or is_inside(final, path)):
             raise InferenceError(f'the results folder {final} and the {role} path {path} lie inside one another; '
                                  f'give another --result_path')
     if os.path.lexists(final):

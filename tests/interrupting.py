@@ -1,5 +1,6 @@
 """Run a command in its own process and send it a signal once its work is under way."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -13,21 +14,23 @@ def ready():
 '''
 
 
-def signal_when_ready(script, argv, signum, timeout=600):
-    """Run `script` (PRELUDE + script, with argv as sys.argv[1:]); send `signum` when it calls ready().
+def signal_when_ready(script, argv, signum, group=False, timeout=600):
+    """Run `script` (PRELUDE + script, with argv as sys.argv[1:]); send `signum` when it calls ready(),
+    to the process alone or, with `group`, to its whole process group as a terminal's Ctrl-C does.
 
-    Returns (exit status, stderr). The process is killed after `timeout` seconds.
+    Returns (exit status, stderr). The process group is killed after `timeout` seconds.
     """
     process = subprocess.Popen([sys.executable, '-c', PRELUDE + script, *map(str, argv)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, log_silent='1'))
-    watchdog = threading.Timer(timeout, process.kill)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=dict(os.environ, log_silent='1'))
+    watchdog = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
     watchdog.start()
     lines = []
     try:
         for line in process.stderr:
             lines.append(line)
             if READY in line:
-                process.send_signal(signum)
+                (os.killpg if group else os.kill)(process.pid, signum)
                 break
         lines.append(process.stderr.read())
         process.wait()

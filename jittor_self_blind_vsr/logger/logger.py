@@ -7,7 +7,6 @@
         result/<data_test>/<video>/<frame>_{gt,lr,sr,...}.png   (--save_images)
         training_state.pkl  epoch, model, optimizer and logs: what --resume reads
         *.png             loss and PSNR curves
-
         .sbvsr-train      marks the folder as an experiment of this tool
 
 Starting a new experiment over an existing folder renames that folder to
@@ -29,7 +28,7 @@ from tqdm import tqdm  # noqa: E402
 
 from jittor_self_blind_vsr.utils.checkpoint import (load_pickle_safe, save_pickle_atomic,  # noqa: E402
                                                     save_state_dict_file)
-from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic, write_image  # noqa: E402
+from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, write_image  # noqa: E402
 
 STATE_FILE = 'training_state.pkl'
 MARKER = '.sbvsr-train'
@@ -41,17 +40,12 @@ class ExperimentError(ValueError):
     """The experiment folder cannot serve the request; the message is one sentence."""
 
 
-def _inside(path, folder):
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
-
-
 def not_an_experiment(folder):
     """Why the existing `folder` may not be archived as an earlier experiment, or None when it may."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return 'it is not a folder'
-    if _inside(os.getcwd(), folder):
+    if is_inside(os.getcwd(), folder):
         return 'it holds the current folder'
     if (folder / MARKER).is_file():
         return None

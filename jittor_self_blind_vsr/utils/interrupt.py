@@ -9,8 +9,10 @@ after its first Jittor import, whose C handler would otherwise win.
 
 Processes forked from a command (Jittor's data-loader workers, its compile pool) ignore
 SIGINT and die on SIGTERM: a terminal's Ctrl-C reaches them too, but the command itself
-decides how to stop them. A worker that raised KeyboardInterrupt would print a traceback
-and signal its parent again.
+decides how to stop them. A loader worker that raised KeyboardInterrupt would print a
+traceback and signal its parent again; a compile-pool worker killed while it holds the
+pool's queue lock makes the pool's clean-up at exit wait for ever. Jittor forks that pool
+when it is imported, so a command imports Jittor inside `handled()`.
 
 Jittor also installs a C SIGCHLD handler that quick-exits as soon as any child dies by a
 signal other than SIGTERM. A terminal's Ctrl-C kills the compiler Jittor is running (g++
