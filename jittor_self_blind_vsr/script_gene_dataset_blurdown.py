@@ -148,13 +148,15 @@ def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, p
     for video, (height, width), (keep_h, keep_w) in cropped:
         print(f'note: cropping the frames of {video} from {width}x{height} to {keep_w}x{keep_h}', file=sys.stderr)
     created = _missing_folders(save_root)
-    os.makedirs(save_root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=save_root)
+    staging = None
     try:
+        os.makedirs(save_root, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=save_root)
         total = _generate(videos, output_dirs(staging, scale), in_place, kind, scale, seed, progress)
         commit(staging, save_root)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         for folder in created:
             try:
                 os.rmdir(folder)

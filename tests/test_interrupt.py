@@ -49,6 +49,17 @@ def test_a_deferred_signal_is_raised_at_the_end_of_the_block():
     assert steps == ['after the signal'] and interrupt.exit_code(caught.value) == 143
 
 
+def test_an_error_after_a_signal_counts_as_the_interrupt():
+    with pytest.raises(interrupt.Interrupted) as caught:
+        with interrupt.handled():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise RuntimeError('operator failed') from None  # what Jittor makes of it inside its C++ calls
+    assert caught.value.signum == signal.SIGINT and isinstance(caught.value.__cause__, RuntimeError)
+
+
 def test_the_previous_handlers_come_back():
     before = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
     with interrupt.handled():

@@ -28,7 +28,7 @@ import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-_state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_hook': False}
+_state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_hook': False, 'received': None}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,6 +53,7 @@ def signal_name(error):
 
 
 def _raise(signum, frame):
+    _state['received'] = _state['received'] or signum
     if _state['deferring']:
         _state['pending'] = _state['pending'] or signum
         return
@@ -92,17 +93,24 @@ class handled:  # noqa: N801 (used as `with interrupt.handled():`)
             _state['fork_hook'] = True
         if not _state['depth']:
             _state['previous'] = {signum: signal.getsignal(signum) for signum in SIGNALS}
+            _state['received'] = None
         _state['depth'] += 1
         install()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, traceback):
         if threading.current_thread() is not threading.main_thread():
             return
         _state['depth'] -= 1
         if not _state['depth']:
             for signum, handler in _state['previous'].items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        received = _state['received']
+        if received is not None and exc_type is not None and issubclass(exc_type, Exception):
+            # Jittor turns an exception raised inside its C++ calls (ours, when the signal is
+            # acted on in a Python callback it runs) into a RuntimeError; and the signal may
+            # have killed a compiler first. Either way the command was interrupted.
+            raise Interrupted(received) from exc
 
 
 @contextlib.contextmanager
