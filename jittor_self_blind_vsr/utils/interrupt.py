@@ -122,7 +122,8 @@ def deferred():
         yield
     finally:
         _state['deferring'] -= 1
-        pending = None if _state['deferring'] else _state['pending']
-        _state['pending'] = None if pending else _state['pending']
+        pending = None
+        if not _state['deferring']:
+            pending, _state['pending'] = _state['pending'], None
     if pending is not None:
         raise Interrupted(pending)
