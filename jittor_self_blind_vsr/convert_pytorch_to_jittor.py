@@ -19,6 +19,7 @@ if __package__ in (None, ''):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from jittor_self_blind_vsr.model import load_checked  # noqa: E402
+from jittor_self_blind_vsr.utils import interrupt  # noqa: E402
 from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
     FLOW_PREFIX, CheckpointError, foreign_sentence, is_flow_only, read_checkpoint, save_state_dict_file,
     state_dict_from)
@@ -110,6 +111,7 @@ def _model_builder(flow_only):
     """config -> the Jittor network whose state dict keys are those `state_dict_from` gives."""
     from jittor_self_blind_vsr.runtime import current_device, import_jittor
     import_jittor(current_device() or 'cpu')  # checking shapes needs no GPU
+    interrupt.install()
     if flow_only:
         from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
         return lambda config: Flow_PWC(pretrain_fn='.').moduleNetwork
@@ -186,10 +188,15 @@ def main(argv=None):
     args = _parse_args(argv)
     os.environ.setdefault('log_silent', '1')  # Jittor's compile chatter would bury the report
     try:
-        convert(args)
+        with interrupt.handled():
+            convert(args)
     except CheckpointError as exc:
         print(f'error: {_one_line(str(exc))}.', file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        kept = 'is unchanged' if os.path.lexists(args.jittor_model) else 'was not written'
+        print(f'interrupted ({interrupt.signal_name(exc)}): {args.jittor_model} {kept}', file=sys.stderr)
+        return interrupt.exit_code(exc)
     return 0
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
+from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_bytes_atomic, write_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
@@ -56,6 +57,14 @@ GAP = 4
 
 class DemoError(Exception):
     """The demo cannot run as asked; the message is one sentence for the user."""
+
+
+def check_step(status, what):
+    """Raise for a failed (or interrupted: exit status 128 + signal) step run through another command's main()."""
+    if status > 128:
+        raise interrupt.Interrupted(status - 128)
+    if status != 0:
+        raise DemoError(f'{what} failed (its message is above)')
 
 
 def parse_args(argv=None):
@@ -170,8 +179,7 @@ def train_argv(args, clip, eval_set, experiment_dir):
 
 def run_training(argv):
     from jittor_self_blind_vsr import main as train_main
-    if train_main.main(argv) != 0:
-        raise DemoError('training failed (its message is above)')
+    check_step(train_main.main(argv), 'training')
 
 
 def train(args, clip, eval_set, experiment_dir):
@@ -201,8 +209,7 @@ def super_resolve(args, paths, model_path, results_root):
     status = inference.main(['--input_path', paths['lr'], '--gt_path', paths['hr'], '--model_path', model_path,
                              '--result_path', results_root, '--dataset_name', 'demo', '--blur_type', 'Gaussian',
                              '--border', 'True', '--device', args.device, '--infer_flag', 'sbvsr-demo'])
-    if status != 0:
-        raise DemoError('super-resolution failed (its message is above)')
+    check_step(status, 'super-resolution')
     return os.path.join(results_root, 'demo', 'Gaussian')
 
 
@@ -268,6 +275,7 @@ def run(args):
         import_jittor(args.device)
     except RuntimeError as error:
         raise DemoError(str(error)) from None
+    interrupt.install()
     folders = prepare_output(args.output)
     print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
           f'scikit-image\'s astronaut')
@@ -291,7 +299,12 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        run(args)
+        with interrupt.handled():
+            run(args)
+    except KeyboardInterrupt as error:
+        print(f'sbvsr-demo: interrupted ({interrupt.signal_name(error)}): {args.output} keeps the steps that '
+              f'finished (a rerun replaces them)', file=sys.stderr)
+        return interrupt.exit_code(error)
     except DemoError as error:
         print(f'sbvsr-demo: {error}', file=sys.stderr)
         return 1

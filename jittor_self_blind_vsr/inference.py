@@ -31,15 +31,19 @@ from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
+from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
-from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders,
-                                                  read_image, to_uint8_image, write_bytes_atomic, write_image)
+from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is_inside, list_images,
+                                                  list_subfolders, read_image, to_uint8_image, write_bytes_atomic,
+                                                  write_image)
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 CROP_BORDER = 4
 LOG_NAME = 'inference_log.txt'
 METRICS_JSON = 'metrics.json'
 METRICS_CSV = 'metrics.csv'
+RESULT_FILES = (LOG_NAME, METRICS_JSON, METRICS_CSV)
+LOG_FIRST_LINE = 'Inference - '
 VIDEO_CODECS = {'mp4': 'mp4v', 'avi': 'MJPG'}
 TIME_KEYS = ('pre_time', 'forward_time', 'post_time', 'total_time')
 
@@ -262,6 +266,62 @@ def collect_clips(args):
     return clips
 
 
+# ---------------------------------------------------------------- the results folder
+
+def results_folder(args):
+    return os.path.join(args.result_path, args.dataset_name, args.blur_type)
+
+
+def _log_is_ours(path):
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read(len(LOG_FIRST_LINE)) == LOG_FIRST_LINE
+    except OSError:
+        return False
+
+
+def not_a_result(folder):
+    """Why `folder` is not a complete earlier result of this tool, or None when it is one.
+
+    A result holds what a finished run writes and nothing else: inference_log.txt (whose
+    first line is 'Inference - ...'), metrics.json, metrics.csv, one folder of PNG frames per
+    clip and, with --save_video, one video file per clip.
+    """
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return 'it is not a folder'
+    for name in (LOG_NAME, METRICS_JSON):
+        if not os.path.isfile(os.path.join(folder, name)):
+            return f'it has no {name}'
+    if not _log_is_ours(os.path.join(folder, LOG_NAME)):
+        return f'its {LOG_NAME} was not written by sbvsr-infer'
+    for entry in os.scandir(folder):
+        if entry.is_symlink():
+            return f'it holds the link {entry.name}'
+        if entry.is_dir():
+            stray = next((e.name for e in os.scandir(entry.path)
+                          if e.is_symlink() or not e.is_file() or not e.name.endswith('.png')), None)
+            if stray is not None:
+                return f'it holds {os.path.join(entry.name, stray)}'
+        elif entry.name not in RESULT_FILES and os.path.splitext(entry.name)[1][1:] not in VIDEO_CODECS:
+            return f'it holds {entry.name}'
+    return None
+
+
+def check_destination(args):
+    """Refuse a results folder that would replace something this tool did not write, or mix
+    results into the inputs; runs before any work starts."""
+    final = results_folder(args)
+    for role, path in (('input', args.input_path), ('GT', args.gt_path)):
+        if path is not None and (is_inside(path, final) or is_inside(final, path)):
+            raise InferenceError(f'the results folder {final} and the {role} path {path} lie inside one another; '
+                                 f'give another --result_path')
+    if os.path.lexists(final):
+        reason = not_a_result(final)
+        if reason is not None:
+            raise InferenceError(f'{final} exists and is not an earlier result of sbvsr-infer ({reason}), so it '
+                                 f'is not replaced; give another --result_path, --dataset_name or --blur_type')
+
+
 # ---------------------------------------------------------------- model
 
 def load_model(args):
@@ -282,6 +342,7 @@ def load_model(args):
         jt = import_jittor(args.device)
     except RuntimeError as error:
         raise InferenceError(str(error)) from None
+    interrupt.install()
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     try:
         net = PWC_Recons(**config, device=current_device(), align_corners=args.align_corners)
@@ -482,7 +543,11 @@ class InferenceRun:
             self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
         except OSError as error:
             raise InferenceError(f'cannot create the results folder {parent}: {error.strerror or error}') from None
-        self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
+        try:
+            self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
+        except BaseException:
+            self._remove_staging()
+            raise
         self.lock = threading.Lock()
         self.records = {}  # clip -> list of per-frame dicts
         self.warmups = []
@@ -611,20 +676,28 @@ class InferenceRun:
 
     # -- end of the run
     def commit(self):
-        """Swap the finished staging folder in for OUT/<dataset>/<blur_type>."""
+        """Swap the finished staging folder in for OUT/<dataset>/<blur_type>, which may only be an
+        earlier result (checked again: it may have appeared during the run)."""
+        check_destination(self.args)
         old = None
-        if os.path.exists(self.final):
-            old = tempfile.mkdtemp(prefix=f'.{self.args.blur_type}.old-', dir=os.path.dirname(self.final))
-            os.replace(self.final, os.path.join(old, 'previous'))
-        os.replace(self.staging, self.final)
+        with interrupt.deferred():
+            if os.path.lexists(self.final):
+                old = tempfile.mkdtemp(prefix=f'.{self.args.blur_type}.old-', dir=os.path.dirname(self.final))
+                os.replace(self.final, os.path.join(old, 'previous'))
+            os.replace(self.staging, self.final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
     def abort(self):
         for writer, _ in self.video_writers.values():
             writer.release()
-        if not self.log_file.closed:
+        try:
             self.log_file.close()
+        except OSError:  # a full disk fails the last flush too; the file is deleted below anyway
+            pass
+        self._remove_staging()
+
+    def _remove_staging(self):
         shutil.rmtree(self.staging, ignore_errors=True)
         for folder in reversed(self.created):
             try:
@@ -685,6 +758,7 @@ def restore_clip(run, sink, restorer, clip, args):
 
 def infer(args):
     check_args(args)
+    check_destination(args)
     clips = collect_clips(args)
     jt, net, config = load_model(args)
     run = InferenceRun(args, config, current_device(), {c.name: args.fps or c.lr.fps or 25.0 for c in clips})
@@ -713,13 +787,20 @@ def infer(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        final = infer(args)
-    except (InferenceError, ImageReadError, CheckpointError, OSError) as error:
+        with interrupt.handled():
+            final = infer(args)
+    except (InferenceError, ImageReadError, CheckpointError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print('interrupted: no results were written', file=sys.stderr)
-        return 130
+    except OSError as error:
+        where = error.filename or f'cannot write the results in {results_folder(args)}'
+        print(f'error: {where}: {error.strerror or error}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as error:
+        final = results_folder(args)
+        kept = f'{final} is unchanged' if os.path.lexists(final) else f'{final} was not created'
+        print(f'interrupted ({interrupt.signal_name(error)}): no results were written; {kept}', file=sys.stderr)
+        return interrupt.exit_code(error)
     print(f'results: {final}')
     return 0
 

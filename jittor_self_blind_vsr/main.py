@@ -16,6 +16,7 @@ from pathlib import Path  # noqa: E402
 
 from jittor_self_blind_vsr.option import OptionError, parse_args  # noqa: E402
 from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything  # noqa: E402
+from jittor_self_blind_vsr.utils import interrupt  # noqa: E402
 
 # Looked up in --pretrain_models_dir, in this order (.pt and .pytorch are PyTorch files,
 # converted in memory).
@@ -75,13 +76,19 @@ def run(args):
     if jt.in_mpi:
         net.mpi_param_broadcast(root=0)  # every rank starts from rank 0's weights
     loader = Data(args)
-    ckp.start()
-    trainer = Trainer_Flow_Video(args, loader, net, loss, ckp)
-    ckp.write_config(trainer.epoch)
-    while not trainer.terminate():
-        trainer.train()
-        trainer.test()
-    ckp.done()
+    try:
+        ckp.start()
+        trainer = Trainer_Flow_Video(args, loader, net, loss, ckp)
+        ckp.write_config(trainer.epoch)
+        while not trainer.terminate():
+            trainer.train()
+            trainer.test()
+    except KeyboardInterrupt as error:
+        error.kept = ckp.kept()
+        ckp.write_log(f'Interrupted ({interrupt.signal_name(error)}): {error.kept}', echo=False)
+        raise
+    finally:
+        ckp.done()
 
 
 def user_errors():
@@ -102,15 +109,21 @@ def main(argv=None):
         print(f'sbvsr-train: {error}', file=sys.stderr)
         return 2
     try:
-        import_jittor(args.device)
-    except RuntimeError as error:
-        print(f'sbvsr-train: {error}', file=sys.stderr)
-        return 2
-    try:
-        run(args)
+        with interrupt.handled():
+            try:
+                import_jittor(args.device)
+            except RuntimeError as error:
+                print(f'sbvsr-train: {error}', file=sys.stderr)
+                return 2
+            interrupt.install(loader_workers=args.n_threads > 0)
+            run(args)
     except user_errors() as error:
         print(f'sbvsr-train: {error}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt as error:
+        kept = getattr(error, 'kept', 'nothing was written')
+        print(f'sbvsr-train: interrupted ({interrupt.signal_name(error)}): {kept}', file=sys.stderr)
+        return interrupt.exit_code(error)
     return 0
 
 

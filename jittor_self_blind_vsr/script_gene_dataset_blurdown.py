@@ -8,11 +8,15 @@ save_root/HR/<video>/<frame>.png (the HR frame), save_root/LR_blurdown_x4/<video
 save_root/kernel/<video>/<frame>.mat (the kernel, key 'kernel'). One kernel per video:
 Gaussian sigma 1.2 (9x9), or a random 13x13 realistic kernel drawn from --seed.
 When HR_root is save_root/HR (the original's own usage) the HR frames are left in place.
+The files are written into a hidden staging folder in save_root and moved into place only
+when all are written, so an error, a full disk or Ctrl-C leaves save_root as it was.
 """
 import argparse
 import io
 import os
+import shutil
 import sys
+import tempfile
 
 if __name__ == '__main__' and not __package__:  # run as a file from inside the package folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,11 +26,12 @@ from scipy import io as scio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jittor_self_blind_vsr.option import positive_int, seed_int  # noqa: E402
-from jittor_self_blind_vsr.utils import degradation  # noqa: E402
+from jittor_self_blind_vsr.utils import degradation, interrupt  # noqa: E402
 from jittor_self_blind_vsr.utils.image_io import (  # noqa: E402
     ImageReadError, image_size, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
 
 KERNEL_TYPES = ('Gaussian', 'Realistic')
+STAGING_PREFIX = '.sbvsr-gene-dataset.partial-'
 
 
 class GenerationError(Exception):
@@ -101,19 +106,64 @@ def output_dirs(save_root, scale):
             'kernel': os.path.join(save_root, 'kernel')}
 
 
+def _missing_folders(path):
+    """`path` and its parents that do not exist yet, innermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def commit(staging, save_root):
+    """Move every staged file to its place under save_root (replacing a file of the same name)."""
+    with interrupt.deferred():
+        for folder, _, files in os.walk(staging):
+            target = os.path.join(save_root, os.path.relpath(folder, staging))
+            os.makedirs(target, exist_ok=True)
+            for name in files:
+                os.replace(os.path.join(folder, name), os.path.join(target, name))
+
+
 def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, progress=True):
-    """Write the test set; returns the number of frames written."""
+    """Write the test set; returns the number of frames written. On any error or interrupt,
+    save_root is left as it was."""
     videos = plan_videos(hr_root, scale, crop)
-    dirs = output_dirs(save_root, scale)
-    in_place = os.path.isdir(dirs['hr']) and os.path.samefile(hr_root, dirs['hr'])
+    hr_dir = output_dirs(save_root, scale)['hr']
+    in_place = os.path.isdir(hr_dir) and os.path.samefile(hr_root, hr_dir)
     cropped = [(video, size, keep) for video, _, size, keep in videos if size != keep]
     if in_place and cropped:
-        raise GenerationError(f'HR_root is {dirs["hr"]}, whose frames would have to be cropped in place; '
+        raise GenerationError(f'HR_root is {hr_dir}, whose frames would have to be cropped in place; '
                               'give another --save_root')
     for video, (height, width), (keep_h, keep_w) in cropped:
         print(f'note: cropping the frames of {video} from {width}x{height} to {keep_w}x{keep_h}', file=sys.stderr)
-    for folder in dirs.values():
+    created = _missing_folders(save_root)
+    staging = None
+    try:
+        os.makedirs(save_root, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=save_root)
+        total = _generate(videos, output_dirs(staging, scale), in_place, kind, scale, seed, progress)
+        commit(staging, save_root)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return total
+
+
+def _generate(videos, dirs, in_place, kind, scale, seed, progress):
+    """Write the set into the folders `dirs` (hr, lr, kernel); HR only when not in place."""
+    for key, folder in dirs.items():
         for video, *_ in videos:
+            if key == 'hr' and in_place:
+                continue
             os.makedirs(os.path.join(folder, video), exist_ok=True)
     rng = np.random.RandomState(seed)
     total = sum(len(frames) for _, frames, _, _ in videos)
@@ -140,16 +190,19 @@ def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, p
 def main(argv=None):
     args = parse_args(argv)
     try:
-        generate(args.HR_root, args.save_root, args.type, args.scale, args.seed, args.crop)
+        with interrupt.handled():
+            generate(args.HR_root, args.save_root, args.type, args.scale, args.seed, args.crop)
     except (GenerationError, ImageReadError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     except OSError as err:
-        print(f'error: cannot write the test set: {err.strerror or err} ({err.filename})', file=sys.stderr)
+        print(f'error: cannot write the test set: {err.strerror or err} ({err.filename or args.save_root}); '
+              f'{args.save_root} is unchanged', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print('interrupted; every file written so far is complete', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f'interrupted ({interrupt.signal_name(err)}): no file was written; {args.save_root} is unchanged',
+              file=sys.stderr)
+        return interrupt.exit_code(err)
     return 0
 
 

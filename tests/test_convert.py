@@ -8,6 +8,7 @@ fails. Bad input gets one sentence on stderr, exit status 1 and no output file.
 import collections
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from jittor_self_blind_vsr.convert_pytorch_to_jittor import main
 from jittor_self_blind_vsr.utils.checkpoint import FLOW_PREFIX, load_state_dict_file, save_pickle_atomic
 from conftest import parity_file
+from interrupting import signal_when_ready, snapshot
 from parity_weights import seeded_state
 from test_checkpoint import _strided_zip, billion_laughs, replace_data_pkl
 
@@ -429,3 +431,33 @@ def test_output_folder_is_checked_before_the_input_is_read(tmp_path, capsys):
 def test_output_that_is_a_folder_is_refused_first(small_state, tmp_path, capsys):
     assert convert(_write(tmp_path / 'damaged.pt', b'not a checkpoint'), tmp_path) == 1
     assert capsys.readouterr().err == f'error: cannot write {tmp_path}: it is a folder.\n'
+
+
+HALF_WRITTEN_THEN_WAIT = '''
+import pickle
+from jittor_self_blind_vsr.convert_pytorch_to_jittor import main
+
+def dump_half_then_wait(obj, f, protocol=None):
+    data = pickle.dumps(obj, protocol=protocol)
+    f.write(data[:len(data) // 2])
+    f.flush()
+    ready()  # the temporary file is half written
+    time.sleep(60)
+    f.write(data[len(data) // 2:])
+
+pickle.dump = dump_half_then_wait
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_while_writing_leaves_no_temporary_and_the_earlier_output(small_state, tmp_path, capsys):
+    pt = _small_pt(small_state, tmp_path)
+    out = tmp_path / 'out' / 'small.pkl'
+    out.parent.mkdir()
+    assert convert(pt, out) == 0
+    before = snapshot(out.parent)
+    code, err = signal_when_ready(HALF_WRITTEN_THEN_WAIT, ['--pytorch_model', pt, '--jittor_model', out],
+                                  signal.SIGINT)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == f'interrupted (SIGINT): {out} is unchanged'
+    assert snapshot(out.parent) == before

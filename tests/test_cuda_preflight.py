@@ -2,12 +2,10 @@
 with the stack detection and Jittor's CUDA start replaced, plus the real CLIs on this machine."""
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import REPO

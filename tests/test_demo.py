@@ -2,12 +2,14 @@
 the comparison images and prints scores that match the files it wrote."""
 import json
 import re
+import signal
 
 import cv2
 import numpy as np
 import pytest
 from skimage.registration import phase_cross_correlation
 
+from interrupting import signal_when_ready
 from jittor_self_blind_vsr import demo
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
@@ -117,3 +119,26 @@ def test_tiny_run_writes_images_and_prints_matching_scores(tmp_path, capsys):
     np.testing.assert_allclose(scores['ours'], ours, atol=0.006)
     saved = json.loads((out / 'demo_scores.json').read_text())
     np.testing.assert_allclose([saved['ours']['psnr'], saved['ours']['ssim']], ours, rtol=1e-9)
+
+
+WAIT_INSTEAD_OF_TRAINING = '''
+from jittor_self_blind_vsr import demo
+
+def train(*args):
+    ready()  # the clip and both data sets are written
+    time.sleep(60)
+
+demo.train = train
+sys.exit(demo.main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_ends_the_demo_with_130_and_no_staging(tmp_path):
+    out = tmp_path / 'demo'
+    code, err = signal_when_ready(WAIT_INSTEAD_OF_TRAINING, ['--output', out, '--frames', '5', '--size', '64',
+                                                             '--device', 'cpu'], signal.SIGINT, group=True)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f'sbvsr-demo: interrupted (SIGINT): {out} keeps the steps that '
+                                            f'finished (a rerun replaces them)')
+    assert (out / 'data' / 'eval' / 'LR_blurdown_x4' / 'astronaut').is_dir()
+    assert not [p for p in out.rglob('*') if 'partial' in p.name or p.suffix == '.tmp']

@@ -1,5 +1,7 @@
 """script_gene_dataset_blurdown: the original's layout, exact contents, reproducibility, errors."""
+import errno
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +11,10 @@ import pytest
 from scipy import io as scio
 
 from hr_clips import make_hr_clips
+from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr import script_gene_dataset_blurdown as gene
 from jittor_self_blind_vsr.utils import degradation as deg
-from jittor_self_blind_vsr.utils.image_io import read_image
+from jittor_self_blind_vsr.utils.image_io import read_image, write_image
 from test_image_io import write_bomb_png
 
 PACKAGE_DIR = Path(gene.__file__).resolve().parent
@@ -191,3 +194,53 @@ def test_console_script_is_installed(tmp_path):
     result = subprocess.run([str(script), '--HR_root', str(tmp_path / 'nope'), '--save_root', str(tmp_path)],
                             capture_output=True, text=True, timeout=120, env={**os.environ, 'PYTHONWARNINGS': ''})
     assert result.returncode == 1 and 'does not exist' in result.stderr
+
+
+def test_full_disk_leaves_save_root_as_it_was_and_names_it(tmp_path, capsys, monkeypatch):
+    make_hr_clips(tmp_path / 'hr', n_videos=2, n_frames=3)
+    argv = ['--HR_root', str(tmp_path / 'hr'), '--save_root', str(tmp_path / 'out'), '--type', 'Realistic']
+    assert run_main(argv + ['--seed', '1'], capsys)[0] == 0
+    before = snapshot(tmp_path / 'out')
+    calls = []
+
+    def full_disk(path, rgb):
+        calls.append(path)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a failed write(): no file name
+        write_image(path, rgb)
+    monkeypatch.setattr(gene, 'write_image', full_disk)
+    code, err = run_main(argv + ['--seed', '2'], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == (f'error: cannot write the test set: No space left on device '
+                                    f'({tmp_path / "out"}); {tmp_path / "out"} is unchanged')
+    assert snapshot(tmp_path / 'out') == before
+    calls.clear()
+    assert run_main(['--HR_root', str(tmp_path / 'hr'), '--save_root', str(tmp_path / 'new' / 'set')], capsys)[0] == 1
+    assert not (tmp_path / 'new').exists()
+
+
+SLOW_GENERATION = '''
+from jittor_self_blind_vsr import script_gene_dataset_blurdown as gene
+save_kernel = gene.save_kernel
+
+def slow_save_kernel(path, kernel):
+    save_kernel(path, kernel)
+    ready()
+    time.sleep(0.5)
+
+gene.save_kernel = slow_save_kernel
+sys.exit(gene.main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_a_signal_mid_run_leaves_the_earlier_set_byte_identical(tmp_path, capsys, signum):
+    make_hr_clips(tmp_path / 'hr', n_videos=2, n_frames=4)
+    argv = ['--HR_root', str(tmp_path / 'hr'), '--save_root', str(tmp_path / 'out'), '--type', 'Realistic']
+    assert run_main(argv + ['--seed', '1'], capsys)[0] == 0
+    before = snapshot(tmp_path / 'out')
+    code, err = signal_when_ready(SLOW_GENERATION, argv + ['--seed', '2'], signum)
+    assert code == 128 + signum, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f'interrupted ({signal.Signals(signum).name}): no file was written; '
+                                            f'{tmp_path / "out"} is unchanged')
+    assert snapshot(tmp_path / 'out') == before

@@ -1,9 +1,11 @@
 """inference.py end to end on a tiny generated dataset with the seeded small model."""
 import csv
+import errno
 import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, parity_file
+from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import read_image, write_image
@@ -374,3 +377,122 @@ def test_failure_mid_run_keeps_previous_results(data, tmp_path, capsys):
     assert (result / 'metrics.json').read_bytes() == before
     assert sorted(os.listdir(out / 'REDS4')) == ['Gaussian']  # staging folder removed
     assert math.isfinite(json.loads(before)['total']['avg_psnr'])
+
+
+# ---------------------------------------------------------------- what may be replaced
+
+def refused(data, capsys, argv, message):
+    capsys.readouterr()
+    assert inference.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], err
+    return err[0]
+
+
+def test_a_folder_that_is_no_result_is_refused_before_any_work(data, tmp_path, capsys):
+    user = tmp_path / 'out' / 'REDS4' / 'Gaussian'
+    user.mkdir(parents=True)
+    (user / 'paper.tex').write_text('\\documentclass{article}')
+    before = snapshot(tmp_path / 'out')
+    # a missing model proves that the refusal comes before the model is loaded
+    err = refused(data, capsys, cli(data, tmp_path / 'out', '--model_path', str(tmp_path / 'no_model.pkl')),
+                  'is not an earlier result of sbvsr-infer (it has no inference_log.txt)')
+    assert str(user) in err
+    assert snapshot(tmp_path / 'out') == before
+
+
+def test_a_result_folder_with_a_foreign_file_is_refused(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data, out)) == 0
+    (out / 'REDS4' / 'Gaussian' / 'clipA' / 'notes.txt').write_text('mine')
+    before = snapshot(out)
+    refused(data, capsys, cli(data, out), 'it holds clipA/notes.txt')
+    assert snapshot(out) == before
+
+
+def test_the_input_clip_is_never_the_output(data, tmp_path, capsys):
+    clips = link_tree(data / 'LR', tmp_path / 'in' / 'LR')
+    before = snapshot(tmp_path / 'in')
+    argv = cli(data, tmp_path / 'in', '--input_path', str(clips / 'clipA'), '--dataset_name', 'LR',
+               '--blur_type', 'clipA', gt=False)
+    refused(data, capsys, argv, 'lie inside one another')
+    refused(data, capsys, cli(data, clips, '--input_path', str(clips), gt=False), 'lie inside one another')
+    refused(data, capsys, cli(data, data / 'HR' / 'x', gt=True), f'the GT path {data / "HR"}')
+    assert snapshot(tmp_path / 'in') == before
+
+
+def test_an_earlier_result_as_input_is_refused(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data, out, gt=False)) == 0
+    result = out / 'REDS4' / 'Gaussian'
+    before = snapshot(out)
+    argv = cli(data, out, '--input_path', str(result / 'clipA'), gt=False)
+    refused(data, capsys, argv, 'lie inside one another')
+    assert snapshot(out) == before
+
+
+def test_an_earlier_result_is_replaced(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data, out, '--infer_flag', 'first', '--save_video', gt=False)) == 0
+    assert (out / 'REDS4' / 'Gaussian' / 'clipA.mp4').is_file()
+    assert inference.main(cli(data, out, '--infer_flag', 'second')) == 0
+    result = out / 'REDS4' / 'Gaussian'
+    assert (result / inference.LOG_NAME).read_text().startswith('Inference - second')
+    assert not (result / 'clipA.mp4').exists()
+    assert sorted(os.listdir(out / 'REDS4')) == ['Gaussian']
+
+
+def test_full_disk_at_the_start_leaves_nothing_and_names_the_folder(data, tmp_path, capsys, monkeypatch):
+    class FullDisk:
+        """A log file on a full disk: writes are buffered, every flush (and so close) fails."""
+
+        def __init__(self, path, *args, **kwargs):
+            self.file = open(path, *args, **kwargs)
+            self.name, self.closed = path, False
+
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            self.file.close()
+            self.closed = True
+            self.flush()
+
+    monkeypatch.setattr(inference, 'open', FullDisk, raising=False)
+    out = tmp_path / 'out'
+    err = refused(data, capsys, cli(data, out), 'No space left on device')
+    assert err == f'error: cannot write the results in {out / "REDS4" / "Gaussian"}: No space left on device'
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- signals
+
+SLOW_INFERENCE = '''
+from jittor_self_blind_vsr import inference
+handle = inference.InferenceRun.handle
+
+def slow_handle(self, job):
+    handle(self, job)
+    if job.output is not None:  # a frame is written into the staging folder
+        ready()
+        time.sleep(0.5)
+
+inference.InferenceRun.handle = slow_handle
+sys.exit(inference.main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_a_signal_mid_run_keeps_the_earlier_result(data, tmp_path, capsys, signum):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data, out)) == 0
+    before = snapshot(out)
+    code, err = signal_when_ready(SLOW_INFERENCE, cli(data, out, '--infer_flag', 'second'), signum)
+    assert code == 128 + signum, err[-3000:]
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1] == (f'interrupted ({name}): no results were written; '
+                                            f'{out / "REDS4" / "Gaussian"} is unchanged')
+    assert snapshot(out) == before  # byte-identical, and no staging folder left

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from hr_clips import make_hr_clips
+from interrupting import snapshot
 from jittor_self_blind_vsr.main import main
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 
@@ -181,3 +182,18 @@ def test_pre_train_with_nan_weights_is_refused(dataset, tmp_path, capsys):
     assert code == 1
     assert err == [f'sbvsr-train: {tmp_path / "inf.pkl"} holds NaN or infinite values in recons_net.1.conv2.weight: '
                    'model weights must be finite numbers']
+
+
+@pytest.mark.parametrize('save', ['.', 'USER_FOLDER'])
+def test_a_save_folder_that_is_no_experiment_is_refused_and_untouched(dataset, tmp_path, capsys, save):
+    experiments = tmp_path / 'exp'
+    (experiments / 'notes').mkdir(parents=True)
+    (experiments / 'notes' / 'paper.tex').write_text('\\documentclass{article}')
+    folder = experiments if save == '.' else experiments / 'notes'
+    before = snapshot(tmp_path)
+    code, err = run(dataset, experiments, capsys, '--save', str(folder) if save != '.' else '.')
+    assert code == 1
+    assert err == [f'sbvsr-train: {folder} exists and is not an earlier experiment of sbvsr-train (it has neither '
+                   f'.sbvsr-train nor a config.txt written by sbvsr-train), so it is not archived; give another '
+                   f'--save or --experiment_dir']
+    assert snapshot(tmp_path) == before

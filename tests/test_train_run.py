@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr.utils.image_io import write_image
 
 HR_SIZE = 112
@@ -110,7 +111,8 @@ def assert_same_weights(state_a, state_b):
 
 
 def test_resume_gives_the_same_weights(dataset, straight_run, tmp_path):
-    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run').mkdir()  # an experiment of an earlier version: its config.txt, no .sbvsr-train
+    (tmp_path / 'run' / 'config.txt').write_text('From epoch 0...\n\nbatch_size: 2\n')
     (tmp_path / 'run' / 'marker').write_text('old')
     train(train_argv(dataset, tmp_path, epochs=1))
     archived = [p for p in tmp_path.iterdir() if p.name.startswith('run_archived_')]
@@ -173,3 +175,37 @@ def test_missing_flow_weights_stop_before_any_file_is_written(dataset, tmp_path,
     err = capsys.readouterr().err
     assert 'PWC-Net initial weights not found' in err and '--random_flow_init' in err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+SLOW_SECOND_EPOCH = '''
+from jittor_self_blind_vsr.logger.logger import Logger  # imports no Jittor: that stays inside main()
+from jittor_self_blind_vsr.main import main
+write_log = Logger.write_log
+
+def write_log_then_wait(self, text, echo=True):
+    write_log(self, text, echo)
+    if text.startswith('[Epoch 2]'):  # epoch 1 is committed, epoch 2 begins
+        ready()
+        time.sleep(60)
+
+Logger.write_log = write_log_then_wait
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_keeps_the_last_committed_epoch(dataset, straight_run, tmp_path):
+    """A terminal's Ctrl-C (the whole process group) while loader workers run."""
+    train(train_argv(dataset, tmp_path, epochs=1))
+    before = snapshot(tmp_path / 'run')
+    argv = train_argv(dataset, tmp_path, epochs=2, extra=['--resume', '--n_threads', '2'])
+    code, err = signal_when_ready(SLOW_SECOND_EPOCH, argv, signal.SIGINT, group=True, timeout=300)
+    assert code == 130, err[-3000:]
+    state = tmp_path / 'run' / 'training_state.pkl'
+    assert err.strip().splitlines()[-1] == (f'sbvsr-train: interrupted (SIGINT): {state} keeps epoch 1, '
+                                            f'the last one completed')
+    after = snapshot(tmp_path / 'run')
+    assert {k: v for k, v in after.items() if k not in ('log.txt', 'config.txt')} == \
+        {k: v for k, v in before.items() if k not in ('log.txt', 'config.txt')}  # no temporary, nothing replaced
+    assert after['log.txt'].decode().endswith(f'Interrupted (SIGINT): {state} keeps epoch 1, the last one completed\n')
+    train(train_argv(dataset, tmp_path, epochs=2, extra=['--resume']))
+    assert_same_weights(training_state(tmp_path / 'run'), training_state(straight_run))

@@ -7,9 +7,13 @@
         result/<data_test>/<video>/<frame>_{gt,lr,sr,...}.png   (--save_images)
         training_state.pkl  epoch, model, optimizer and logs: what --resume reads
         *.png             loss and PSNR curves
+        .sbvsr-train      marks the folder as an experiment of this tool
 
 Starting a new experiment over an existing folder renames that folder to
-`<save>_archived_<time>` first. Under MPI only rank 0 touches files.
+`<save>_archived_<time>` first, but only when it is an earlier experiment (it holds the
+marker, or the config.txt every start writes); any other non-empty folder is refused
+before anything is written, and an empty one is used as it is. Under MPI only rank 0
+touches files.
 """
 import datetime
 import io
@@ -24,9 +28,11 @@ from tqdm import tqdm  # noqa: E402
 
 from jittor_self_blind_vsr.utils.checkpoint import (load_pickle_safe, save_pickle_atomic,  # noqa: E402
                                                     save_state_dict_file)
-from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic, write_image  # noqa: E402
+from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, write_image  # noqa: E402
 
 STATE_FILE = 'training_state.pkl'
+MARKER = '.sbvsr-train'
+CONFIG_FIRST_LINE = 'From epoch '
 IMAGE_POSTFIXES = ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel')
 
 
@@ -34,7 +40,30 @@ class ExperimentError(ValueError):
     """The experiment folder cannot serve the request; the message is one sentence."""
 
 
+def not_an_experiment(folder):
+    """Why the existing `folder` may not be archived as an earlier experiment, or None when it may."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return 'it is not a folder'
+    if is_inside(os.getcwd(), folder):
+        return 'it holds the current folder'
+    if (folder / MARKER).is_file():
+        return None
+    try:  # experiments of earlier versions, which wrote no marker
+        with open(folder / 'config.txt', encoding='utf-8', errors='replace') as f:
+            if f.read(len(CONFIG_FIRST_LINE)) == CONFIG_FIRST_LINE:
+                return None
+    except OSError:
+        pass
+    return f'it has neither {MARKER} nor a config.txt written by sbvsr-train'
+
+
+def _is_empty(folder):
+    return folder.is_dir() and not folder.is_symlink() and next(folder.iterdir(), None) is None
+
+
 def _archive(folder):
+    folder = os.path.abspath(folder)  # `--save ..` names the parent, not a sibling called '.._archived_*'
     stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
     target = Path(f'{folder}_archived_{stamp}')
     number = 1
@@ -53,6 +82,7 @@ class Logger:
         name = args.load if args.load != '.' else args.save
         self.dir = Path(args.experiment_dir) / name
         self.archived = None
+        self.committed_epoch = None  # the epoch training_state.pkl holds, once read or written
         self._check_folder()
         self.log_file = None
 
@@ -72,13 +102,27 @@ class Logger:
                                   f'(start the experiment without --resume/--load first)')
         if self.args.test_only and self.args.pre_train == '.' and not self.model_path('best').is_file():
             raise ExperimentError(f'--test_only needs {self.model_path("best")} or --pre_train FILE')
+        self._folder_to_archive()
+
+    def _folder_to_archive(self):
+        """The earlier experiment a new one replaces, or None; raises for a folder that is not one."""
+        fresh = not (self.continuing or self.args.test_only)
+        if not fresh or not os.path.lexists(self.dir) or _is_empty(self.dir):
+            return None
+        reason = not_an_experiment(self.dir)
+        if reason is not None:
+            raise ExperimentError(f'{self.dir} exists and is not an earlier experiment of sbvsr-train '
+                                  f'({reason}), so it is not archived; give another --save or --experiment_dir')
+        return self.dir
 
     def start(self):
         """Archive an old folder, create the layout and open log.txt (checks passed, work begins)."""
         if not self.is_main:
             return
-        if self.dir.exists() and not (self.continuing or self.args.test_only):
+        if self._folder_to_archive() is not None:  # checked again: the folder may have changed meanwhile
             self.archived = _archive(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.dir / MARKER, b'an experiment folder of sbvsr-train, which may archive it\n')
         (self.dir / 'model').mkdir(parents=True, exist_ok=True)
         (self.dir / 'result' / self.args.data_test).mkdir(parents=True, exist_ok=True)
         mode = 'a' if (self.dir / 'log.txt').exists() else 'w'
@@ -117,6 +161,7 @@ class Logger:
         if self.args.save_middle_models:
             save_state_dict_file(state['model'], self.model_path(epoch))
         save_pickle_atomic(state, self.state_path)
+        self.committed_epoch = epoch
 
     def plot(self, filename, values, title, ylabel):
         """One curve over epochs (1..len(values)) as a PNG."""
@@ -148,3 +193,11 @@ class Logger:
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
+
+    def kept(self):
+        """What an interrupted run leaves, as a clause for the user."""
+        if self.committed_epoch is not None:
+            return f'{self.state_path} keeps epoch {self.committed_epoch}, the last one completed'
+        if self.state_path.is_file():
+            return f'{self.state_path} is unchanged'
+        return f'no epoch was completed, so {self.dir} holds no training state'

@@ -198,6 +198,7 @@ class Trainer:
             load_optimizer_state(self.optimizer, state['optimizer'], self.names, self.ckp.state_path)
         self.epoch = state['epoch']
         self.logs = OrderedDict((name, list(values)) for name, values in state['logs'].items())
+        self.ckp.committed_epoch = self.epoch
         self.ckp.write_log(f'Continue from epoch {self.epoch}...')
 
     def best_epoch(self, key='psnr'):

@@ -147,3 +147,9 @@ def write_bytes_atomic(path, data):
 def write_image(path, rgb):
     """Save an HxWx3 RGB (or HxW grey) uint8 array; the format follows the extension."""
     write_bytes_atomic(path, _encode(os.fspath(path), rgb))
+
+
+def is_inside(path, folder):
+    """True when `path` is `folder` or lies inside it, links resolved (neither needs to exist)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
