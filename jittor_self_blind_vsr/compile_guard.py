@@ -21,6 +21,9 @@ look-up and C++ compiler run.
 _HEADER = r'''
 #include <memory>
 #include <mutex>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #include "op.h"
 #include "op_compiler.h"
 #include "opt/tuner_manager.h"
@@ -52,6 +55,16 @@ static jit_op_entry_t compile_with_graph_lock(Op* op) {
 }
 
 static int installed = (do_compile_hook = compile_with_graph_lock, 1);
+
+// Jittor links its op libraries with -Ofast, so loading one sets the CPU's flush-to-zero
+// and denormals-are-zero modes for the whole process. Jittor's own ops load when first
+// run; this one loads at start-up, so it puts back the IEEE modes the process had (NumPy
+// warns about, and computes with, flushed subnormals otherwise).
+static void restore_ieee_denormals() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr(_mm_getcsr() & ~0x8040u);
+#endif
+}
 }
 }
 '''
@@ -63,5 +76,6 @@ def install(jt):
     The hook lives in a small CPU op: loading the op's library runs its initialiser."""
     with jt.flag_scope(use_cuda=0):
         marker = jt.code([1], 'int32', [], cpu_header=_HEADER,
-                         cpu_src='@out(0) = jittor::sbvsr_compile_guard::installed;')
+                         cpu_src='jittor::sbvsr_compile_guard::restore_ieee_denormals();'
+                                 '@out(0) = jittor::sbvsr_compile_guard::installed;')
         return int(marker.item()) == 1

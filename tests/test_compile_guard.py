@@ -61,3 +61,21 @@ def test_parallel_compilation_of_shared_convolutions_is_correct():
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ['ok']
+
+
+def test_start_up_leaves_subnormal_numbers_alone():
+    """The guard's op library is linked with -Ofast like every Jittor op; loading it at
+    start-up must not switch the process to flush-to-zero (NumPy warns and computes with 0)."""
+    script = textwrap.dedent('''
+        import warnings
+        import numpy as np
+        from jittor_self_blind_vsr.runtime import import_jittor
+        import_jittor('cpu')
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            tiny = np.finfo(np.float32).smallest_subnormal
+        print(float(tiny), float(np.float32(1e-45) * np.float32(1)))
+    ''')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [float(v) for v in done.stdout.split()] == [float.fromhex('0x1p-149')] * 2

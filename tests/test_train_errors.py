@@ -103,6 +103,17 @@ def without(state, *path):
     del state[last]
 
 
+def resume_from(state, dataset, tmp_path, capsys):
+    """sbvsr-train --resume from `state` written as the run's training_state.pkl: (code, stderr lines, path)."""
+    folder = tmp_path / 'exp' / 'run'
+    folder.mkdir(parents=True)
+    path = folder / 'training_state.pkl'
+    with open(path, 'wb') as handle:
+        pickle.dump(state, handle)
+    code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
+    return code, err, path
+
+
 @pytest.mark.parametrize('change, message', [
     (lambda s: [1, 2, 3], 'is not a training state written by this version of sbvsr-train'),
     (lambda s: {**s, 'version': 7}, 'is not a training state written by this version of sbvsr-train'),
@@ -128,14 +139,10 @@ def without(state, *path):
         'model-of-other-width', 'epoch-negative', 'epoch-float', 'epoch-bool', 'n_step-negative', 'n_step-float',
         'log-of-text', 'log-of-lists', 'log-not-a-list'])
 def test_bad_training_state_is_one_sentence(dataset, tmp_path, capsys, change, message):
-    folder = tmp_path / 'exp' / 'run'
-    folder.mkdir(parents=True)
-    with open(folder / 'training_state.pkl', 'wb') as handle:
-        pickle.dump(change(training_state()), handle)
-    code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
+    code, err, path = resume_from(change(training_state()), dataset, tmp_path, capsys)
     assert code == 1
     assert len(err) == 1 and err[0].startswith('sbvsr-train: ') and message in err[0] and len(err[0]) < 300, err
-    assert str(folder / 'training_state.pkl') in err[0]
+    assert str(path) in err[0]
 
 
 def test_state_whose_logs_hold_nan_is_valid():
@@ -164,13 +171,9 @@ def _set(state, part, key, value):
      'holds negative values in the Adam moment v of in_conv.0.weight, an average of squares'),
 ], ids=['nan-weight', 'integer-weight', 'inf-moment', 'integer-moment', 'negative-second-moment'])
 def test_training_state_with_values_the_model_cannot_use_is_refused(dataset, tmp_path, capsys, change, message):
-    folder = tmp_path / 'exp' / 'run'
-    folder.mkdir(parents=True)
-    with open(folder / 'training_state.pkl', 'wb') as handle:
-        pickle.dump(change(training_state()), handle)
-    code, err = run(dataset, tmp_path / 'exp', capsys, '--resume')
+    code, err, path = resume_from(change(training_state()), dataset, tmp_path, capsys)
     assert code == 1
-    assert err == [f'sbvsr-train: {folder / "training_state.pkl"} {message}']
+    assert err == [f'sbvsr-train: {path} {message}']
 
 
 def test_pre_train_with_nan_weights_is_refused(dataset, tmp_path, capsys):
