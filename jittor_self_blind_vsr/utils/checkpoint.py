@@ -29,11 +29,12 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from jittor_self_blind_vsr.utils.atomic import atomic_file
 
 
 class CheckpointError(ValueError):
@@ -747,34 +748,17 @@ def load_pickle_safe(path):
     return read_checkpoint(path).content
 
 
-def _new_file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_pickle_atomic(obj, path):
-    """Pickle `obj` to `path` through a temporary file, so `path` is never left half written."""
+    """Pickle `obj` to `path` through utils.atomic, so `path` is never left half written."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f'cannot write {path}: the folder {folder} does not exist')
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    except OSError as exc:
-        raise CheckpointError(f'cannot write {path}: {exc.strerror}') from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
+        with atomic_file(path) as f:
             pickle.dump(obj, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
-        raise
+    except OSError as exc:
+        raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
 
 
 def save_state_dict_file(state, path):
