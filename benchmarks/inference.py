@@ -21,10 +21,11 @@ import time
 import cv2
 import numpy as np
 
+from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 
 CONFIGS = {  # PWC_Recons sizes: the published model and the parity fixtures' small one
-    'full': dict(n_feat=128, extra_RBS=3, recons_RBS=20),
+    'full': PUBLISHED_CONFIG,
     'small': dict(n_feat=32, extra_RBS=1, recons_RBS=2),
 }
 
@@ -160,7 +161,7 @@ def main(argv=None):
     print(f'post-processing below 10%: {result["post_below_10_percent"]}; reuse at least 15% faster than '
           f'windows alone (recons_forward): {result["reuse_at_least_15_percent_faster"]}')
     if args.json:
-        from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
+        from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
         write_bytes_atomic(args.json, json.dumps(result, indent=1).encode('utf-8'))
     return 0
 

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jittor_self_blind_vsr.convert_pytorch_to_jittor import infer_config
 from jittor_self_blind_vsr.model import load_checked
+from jittor_self_blind_vsr.model.specification import config_from_state_dict
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
@@ -330,7 +330,7 @@ def load_model(args):
         state = load_state_dict_file(args.model_path)
         if 'in_conv.0.weight' not in state:
             raise InferenceError(f'{args.model_path} holds no Self-Blind-VSR model (it has no in_conv.0.weight)')
-        config = infer_config(state, args.model_path)
+        config = config_from_state_dict(state, args.model_path)
     except CheckpointError as error:
         raise InferenceError(str(error)) from None
     if config['scale'] != args.scale:

@@ -29,11 +29,12 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from jittor_self_blind_vsr.utils.atomic import atomic_file
 
 
 class CheckpointError(ValueError):
@@ -747,34 +748,17 @@ def load_pickle_safe(path):
     return read_checkpoint(path).content
 
 
-def _new_file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_pickle_atomic(obj, path):
-    """Pickle `obj` to `path` through a temporary file, so `path` is never left half written."""
+    """Pickle `obj` to `path` through utils.atomic, so `path` is never left half written."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f'cannot write {path}: the folder {folder} does not exist')
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    except OSError as exc:
-        raise CheckpointError(f'cannot write {path}: {exc.strerror}') from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
+        with atomic_file(path) as f:
             pickle.dump(obj, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
-        raise
+    except OSError as exc:
+        raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
 
 
 def save_state_dict_file(state, path):
@@ -801,42 +785,3 @@ def load_flow_state_dict_file(path):
         raise CheckpointError(f'{os.fspath(path)} holds no PWC-Net weights')
     return flow
 
-
-# How many keys a mismatch sentence names before '(and N more)'.
-SHOWN_KEYS = 3
-
-
-def _shape(shape):
-    return 'x'.join(str(n) for n in shape) or 'scalar'
-
-
-def _first(keys):
-    shown = ', '.join(keys[:SHOWN_KEYS])
-    return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
-
-
-def foreign_sentence(path, keys):
-    """The sentence for a file whose `keys` all belong to another network."""
-    return f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(keys)} do not fit the model'
-
-
-def mismatch_sentence(path, state, expected):
-    """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
-    unexpected = [k for k in state if k not in expected]
-    if unexpected and len(unexpected) == len(state):
-        return foreign_sentence(path, unexpected)
-    problems = []
-    if unexpected:
-        problems.append(f'its keys {_first(unexpected)} are not in the model')
-    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k])]
-    if wrong:
-        key = wrong[0]
-        more = f' (and {len(wrong) - 1} more shapes differ)' if len(wrong) > 1 else ''
-        problems.append(f'{key} has shape {_shape(state[key].shape)} in the file but '
-                        f'{_shape(expected[key])} in the model{more}')
-    missing = [k for k in expected if k not in state]
-    if missing:
-        problems.append(f'it lacks {len(missing)} of the model\'s tensors, first {_first(missing)}')
-    if not problems:
-        return None
-    return f'{path} does not fit the model: ' + '; '.join(problems)
