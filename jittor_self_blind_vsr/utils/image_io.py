@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.cli import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, not an image, or cannot be decoded."""
 
 
