@@ -174,6 +174,9 @@ def run_loader(mode, act):
     return process.returncode, ''.join(lines)
 
 
+COMPILER_PROCESSES = ('sh', 'g++', 'cc1plus', 'as', 'collect2', 'ld')
+
+
 def compiler_runs(group):
     """True while a process of `group` runs the C++ compiler (g++ or its cc1plus) or its shell."""
     for stat in glob.glob('/proc/[0-9]*/stat'):
@@ -182,7 +185,7 @@ def compiler_runs(group):
                 name, fields = f.read().rsplit(')', 1)
         except OSError:
             continue
-        if int(fields.split()[2]) == group and name.split('(', 1)[1] in ('sh', 'g++', 'cc1plus', 'as', 'collect2', 'ld'):
+        if int(fields.split()[2]) == group and name.split('(', 1)[1] in COMPILER_PROCESSES:
             return True
     return False
 
