@@ -1,7 +1,9 @@
 """Make Jittor work on a fresh, offline machine.
 
-Every entry point calls `import_jittor()` before Jittor does any work, because the
-decisions below are taken by Jittor at import time and cannot be undone later:
+Every entry point (the command lines, benchmarks, test scripts) calls `import_jittor()`
+before anything imports Jittor, because the decisions below are taken by Jittor at import
+time and cannot be undone later. Library modules import Jittor plainly and configure
+nothing, so importing them changes no environment variable and writes no file.
 
 * CUDA: Jittor compiles for CUDA as soon as it finds `nvcc`, takes whatever stack it
   finds and cannot go back to the CPU in the same process. The stack is checked first
@@ -14,6 +16,18 @@ decisions below are taken by Jittor at import time and cannot be undone later:
   server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
   `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
 * oneDNN's convolution kernel: see ONEDNN_MAX_CPU_ISA.
+* torch: Jittor imports torch at its own import whenever torch is installed (to work
+  around a clash of their libraries, `FIX_TORCH_ERROR` in jittor/compile_extern.py);
+  nothing here uses torch, so that import is switched off (`FIX_TORCH_ERROR=0`, unless the
+  user set the variable), which keeps inference and training free of torch.
+
+Importing Jittor first is supported: `import_jittor()` then takes that Jittor as it is.
+Its CUDA, oneDNN, ISA cap and torch import were fixed at its import by the user's own
+environment, none of the above is applied, and only the device is chosen among what that
+Jittor has ('auto' keeps its `jt.flags.use_cuda`), without a CUDA self-test; the compile
+guard is installed as usual. A program that uses the library without calling
+`import_jittor()` at all runs on whatever its Jittor import chose, without the compile
+guard (see compile_guard.py).
 """
 import functools
 import json
@@ -187,6 +201,10 @@ def choose_device(device, environ=None):
 def start_jittor(device):
     """Import Jittor (configured by the environment) and select `device`."""
     import jittor
+    return _select(jittor, device)
+
+
+def _select(jittor, device):
     if device == 'cuda' and not jittor.has_cuda:
         raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
     compile_guard.install(jittor)
@@ -195,19 +213,28 @@ def start_jittor(device):
     return jittor
 
 
-def import_jittor(device='auto'):
-    """Configure CUDA and oneDNN for `device` ('auto', 'cpu' or 'cuda'), import Jittor.
+def _adopt(jittor, device):
+    """The device for a Jittor the user imported before the runtime, as that import configured it."""
+    if device == 'cuda' and not jittor.has_cuda:
+        raise RuntimeError('--device cuda was asked for, but Jittor was imported before '
+                           'jittor_self_blind_vsr.runtime and started without CUDA')
+    if device == 'auto':
+        device = 'cuda' if jittor.has_cuda and jittor.flags.use_cuda else 'cpu'
+    return _select(jittor, device)
 
-    'auto' after a device has been chosen keeps that choice: modules call
-    `import_jittor()` at import time, after an entry point may have picked 'cpu'
-    on a GPU machine. 'auto' with an unusable CUDA stack runs on the CPU after one
-    warning line on stderr (none when there is no GPU at all). Raises RuntimeError
-    with the reason when 'cuda' is asked for and cannot be used.
+
+def import_jittor(device='auto'):
+    """Configure CUDA, oneDNN and Jittor's torch import for `device` ('auto', 'cpu' or
+    'cuda'), import Jittor and return it.
+
+    Called again, 'auto' keeps the device chosen first and 'cpu' switches CUDA off. With
+    Jittor imported before the first call, that Jittor is taken as it was configured (see
+    the module's docstring). 'auto' with an unusable CUDA stack runs on the CPU after one
+    warning line on stderr (none when there is no GPU at all). Raises RuntimeError with
+    the reason when 'cuda' is asked for and cannot be used.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if 'jittor' in sys.modules and _state['device'] is None:
-        raise RuntimeError('jittor was imported before jittor_self_blind_vsr.runtime could configure it')
     if _state['device'] is not None:
         if device == 'cuda' and _state['device'] != 'cuda':
             reason = 'no CUDA GPU is usable on this machine' if not cuda_available() else \
@@ -218,7 +245,10 @@ def import_jittor(device='auto'):
             jittor.flags.use_cuda = 0
             _state['device'] = 'cpu'
         return jittor
+    if 'jittor' in sys.modules:
+        return _adopt(sys.modules['jittor'], device)
     os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
+    os.environ.setdefault('FIX_TORCH_ERROR', '0')
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
     chosen, env, line = choose_device(device)
     os.environ.update(env)
@@ -281,7 +311,8 @@ def current_device():
 
 def seed_everything(seed):
     """Seed Python's, NumPy's and Jittor's generators."""
+    import jittor
     import numpy as np
     random.seed(seed)
     np.random.seed(seed)
-    import_jittor().set_global_seed(seed)
+    jittor.set_global_seed(seed)
