@@ -19,10 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-if __package__ in (None, ''):  # started as `python inference.py` from inside the package folder
-    # import the package from its parent, not this folder's sub-packages as top-level modules
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import cv2
 import numpy as np
 from tqdm import tqdm
@@ -33,6 +29,7 @@ from jittor_self_blind_vsr.option import int_range, positive_float, positive_int
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
+from jittor_self_blind_vsr.utils.cli import UserError
 from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is_inside, list_images,
                                                   list_subfolders, read_image, to_uint8_image, write_bytes_atomic,
                                                   write_image)
@@ -59,7 +56,7 @@ PRESETS = {
 }
 
 
-class InferenceError(Exception):
+class InferenceError(UserError):
     """Bad input or an unusable model: reported as one sentence, exit status 1."""
 
 

@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 from jittor_self_blind_vsr import compile_guard, cuda_stack
+from jittor_self_blind_vsr.utils.cli import UserError
 
 DEVICES = ('auto', 'cpu', 'cuda')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
@@ -60,6 +61,10 @@ _state = {'device': None}
 ONEDNN_MAX_CPU_ISA = 'AVX512_MIC'
 # ISA caps under which oneDNN 2.2 may still choose brgconv on an AVX-512 core CPU.
 _BRGCONV_ISAS = ('ALL', 'AVX512_CORE', 'AVX512_CORE_VNNI', 'AVX512_CORE_BF16', 'AVX512_CORE_AMX')
+
+
+class DeviceError(UserError, RuntimeError):
+    """The device asked for cannot be used; the message says why."""
 
 
 def cuda_available():
@@ -173,7 +178,7 @@ def _probe_once(decision):
 def choose_device(device, environ=None):
     """Decide CPU or CUDA for `device` before Jittor's import: (device, variables to set,
     the line to show or ''). The line is a warning when a GPU answers but CUDA cannot be
-    used, and says which stack runs when CUDA is used. Raises RuntimeError with the
+    used, and says which stack runs when CUDA is used. Raises DeviceError with the
     reason when 'cuda' cannot be had."""
     environ = os.environ if environ is None else environ
     extras = cuda_stack.extras_env(environ)
@@ -192,7 +197,7 @@ def choose_device(device, environ=None):
     if decision.device == 'cuda':
         return 'cuda', decision.env, 'CUDA: ' + '; '.join(decision.notes)
     if device == 'cuda':
-        raise RuntimeError(f'--device cuda was asked for, but {decision.reason}')
+        raise DeviceError(f'--device cuda was asked for, but {decision.reason}')
     env = dict(decision.env, nvcc_path='')
     warning = '' if decision.quiet else f'warning: CUDA is not usable, running on the CPU: {decision.reason}'
     return 'cpu', env, warning
@@ -206,7 +211,7 @@ def start_jittor(device):
 
 def _select(jittor, device):
     if device == 'cuda' and not jittor.has_cuda:
-        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
+        raise DeviceError('a CUDA GPU is present, but this Jittor process was started without CUDA')
     compile_guard.install(jittor)
     jittor.flags.use_cuda = int(device == 'cuda')
     _state['device'] = device
@@ -216,7 +221,7 @@ def _select(jittor, device):
 def _adopt(jittor, device):
     """The device for a Jittor the user imported before the runtime, as that import configured it."""
     if device == 'cuda' and not jittor.has_cuda:
-        raise RuntimeError('--device cuda was asked for, but Jittor was imported before '
+        raise DeviceError('--device cuda was asked for, but Jittor was imported before '
                            'jittor_self_blind_vsr.runtime and started without CUDA')
     if device == 'auto':
         device = 'cuda' if jittor.has_cuda and jittor.flags.use_cuda else 'cpu'
@@ -230,7 +235,7 @@ def import_jittor(device='auto'):
     Called again, 'auto' keeps the device chosen first and 'cpu' switches CUDA off. With
     Jittor imported before the first call, that Jittor is taken as it was configured (see
     the module's docstring). 'auto' with an unusable CUDA stack runs on the CPU after one
-    warning line on stderr (none when there is no GPU at all). Raises RuntimeError with
+    warning line on stderr (none when there is no GPU at all). Raises DeviceError with
     the reason when 'cuda' is asked for and cannot be used.
     """
     if device not in DEVICES:
@@ -239,7 +244,7 @@ def import_jittor(device='auto'):
         if device == 'cuda' and _state['device'] != 'cuda':
             reason = 'no CUDA GPU is usable on this machine' if not cuda_available() else \
                 'this Jittor process was already started on the CPU'
-            raise RuntimeError(f'--device cuda was asked for, but {reason}')
+            raise DeviceError(f'--device cuda was asked for, but {reason}')
         import jittor
         if device == 'cpu':
             jittor.flags.use_cuda = 0
@@ -262,7 +267,7 @@ def import_jittor(device='auto'):
         if failure:  # the child passed the same test: the process itself differs
             jittor.flags.use_cuda = 0
             _state['device'] = 'cpu'
-            raise RuntimeError(f'CUDA passed its self-test in a child process but not here: {failure}; '
+            raise DeviceError(f'CUDA passed its self-test in a child process but not here: {failure}; '
                                'run with --device cpu')
     return jittor
 

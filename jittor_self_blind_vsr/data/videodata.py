@@ -14,6 +14,7 @@ import jittor as jt
 import numpy as np
 from scipy import io as scio
 
+from jittor_self_blind_vsr.utils.cli import UserError
 from jittor_self_blind_vsr.utils.image_io import image_size, list_images, list_subfolders, read_image
 from jittor_self_blind_vsr.utils.matlab_imresize import imresize
 
@@ -26,7 +27,7 @@ SMOOTH_EDGE_THRESHOLD = 7  # mean Sobel magnitude under which a patch is "smooth
 SMOOTH_MAX_TRIES = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder is missing or malformed; the message is one sentence for the user."""
 
 

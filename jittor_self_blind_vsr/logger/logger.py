@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jittor_self_blind_vsr.utils.checkpoint import load_pickle_safe, save_pickle_atomic, save_state_dict_file
+from jittor_self_blind_vsr.utils.cli import UserError
 from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, write_image
 
 STATE_FILE = 'training_state.pkl'
@@ -31,7 +32,7 @@ CONFIG_FIRST_LINE = 'From epoch '
 IMAGE_POSTFIXES = ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel')
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """The experiment folder cannot serve the request; the message is one sentence."""
 
 

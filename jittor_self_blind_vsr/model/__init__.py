@@ -1,8 +1,10 @@
 """Model package: PWC_Recons and its parts; weights exchanged as {torch-style key: ndarray}."""
 import numpy as np
 
+from jittor_self_blind_vsr.utils.cli import UserError
 
-class StateDictMismatch(ValueError):
+
+class StateDictMismatch(UserError, ValueError):
     """A strict load found missing, unexpected or shape-mismatched keys (all named in the message)."""
 
 

@@ -16,6 +16,8 @@ import argparse
 import math
 from pathlib import Path
 
+from jittor_self_blind_vsr.utils.cli import UserError
+
 # Templates live at the repository root, next to the package (editable install or
 # `python main.py` from inside the package folder both resolve to the same place).
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / 'templates'
@@ -25,8 +27,9 @@ DEFAULT_TEMPLATE = 'Self_Blind_VSR_Gaussian'
 ENDLESS_EPOCHS = 10 ** 8
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """A bad option value or template; the message is one sentence for the user."""
+    exit_status = 2
 
 
 def str2bool(text):

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jittor_self_blind_vsr.utils.cli import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message is one sentence for the user."""
 
 

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from jittor_self_blind_vsr.utils.cli import UserError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
@@ -24,7 +26,7 @@ def _current_umask():
 _UMASK = _current_umask()
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, not an image, or cannot be decoded."""
 
 
