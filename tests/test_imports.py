@@ -40,6 +40,22 @@ def run_child(code, env, cwd, *args, timeout=900):
 
 
 TORCH_INSTALLED = importlib.util.find_spec('torch') is not None
+ENTRY_POINTS = ('main', 'inference', 'demo', 'convert_pytorch_to_jittor', 'script_gene_dataset_blurdown',
+                'visualize_results')
+
+_ENTRY_IMPORTS = r'''
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module('jittor_self_blind_vsr.' + name)
+print('RESULT ' + json.dumps(sorted(m for m in ('jittor', 'torch') if m in sys.modules)))
+'''
+
+
+def test_command_modules_import_no_jittor(tmp_path):
+    """A command configures Jittor (runtime.import_jittor) before anything imports it, so its
+    module imports the modules that do inside functions."""
+    assert run_child(_ENTRY_IMPORTS, plain_env(), tmp_path, *ENTRY_POINTS) == []
+
 
 _JITTOR_FIRST = r'''
 import json, sys
