@@ -35,8 +35,9 @@ GRADIENT_SCRIPT = '''
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
+from jittor_self_blind_vsr.runtime import import_jittor
+jt = import_jittor()
 from test_train_mpi import trainer_for_gradients
-from jittor_self_blind_vsr.trainer.trainer import jt
 
 trainer, x = trainer_for_gradients({weights!r})
 assert jt.in_mpi and jt.world_size == {n}

@@ -17,11 +17,12 @@ layouts give the same numbers up to float32 rounding.
 
 Conv2d and PixelShuffle keep jt.nn's parameters and state-dict keys (PyTorch's).
 """
+import jittor as jt
+
 from jittor_self_blind_vsr.model import onednn_ops
 from jittor_self_blind_vsr.model.onednn_ops import BLOCKED, NCHW, NHWC
-from jittor_self_blind_vsr.runtime import import_jittor, onednn_uses_brgconv
+from jittor_self_blind_vsr.runtime import onednn_uses_brgconv
 
-jt = import_jittor()
 nn = jt.nn
 
 _NHWC_FORMATS = dict(xformat='acdb', wformat='oihw', yformat='acdb')

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
+from jittor_self_blind_vsr.utils.cli import UserError
 
 # Templates live at the repository root, next to the package (editable install or
 # `python main.py` from inside the package folder both resolve to the same place).
@@ -27,8 +28,9 @@ DEFAULT_TEMPLATE = 'Self_Blind_VSR_Gaussian'
 ENDLESS_EPOCHS = 10 ** 8
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """A bad option value or template; the message is one sentence for the user."""
+    exit_status = 2
 
 
 def str2bool(text):
