@@ -2,6 +2,7 @@ from setuptools import find_packages, setup
 
 ONEDNN = 'platform_system == "Linux" and platform_machine == "x86_64"'
 TORCH = 'torch==2.13.0'
+TEMPLATES = 'jittor_self_blind_vsr.templates'
 
 setup(
     name='jittor-self-blind-vsr',
@@ -9,8 +10,12 @@ setup(
     description='Jittor implementation of Self-Supervised Deep Blind Video Super-Resolution (Bai & Pan, TPAMI 2024)',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.8',
-    packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']),
+    python_requires='>=3.9',
+    # The templates stay in the repository's top-level templates/ and ship inside the package as
+    # jittor_self_blind_vsr.templates (found with importlib.resources in option/__init__.py).
+    packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']) + [TEMPLATES],
+    package_dir={TEMPLATES: 'templates'},
+    package_data={TEMPLATES: ['*.cfg']},
     install_requires=[
         'jittor>=1.3.9,<1.4',
         # Jittor's own oneDNN 2.2 build, from PyPI instead of Jittor's download server.
