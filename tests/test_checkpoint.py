@@ -389,20 +389,19 @@ def test_zip_that_is_not_a_torch_file(tmp_path):
 # ---------------------------------------------------------------- hostile files: bounded work
 
 # Loads one file in a fresh process whose address space is capped at 2 GiB, and reports the
-# refusal, the seconds taken and the peak of traced allocations (numpy's arrays included).
+# refusal and the peak of traced allocations (numpy's arrays included). Work that grows with what
+# the file claims (2**40 leaves in billion_laughs(40)) would not end within the timeout.
 _LOAD_BOUNDED = '''
-import json, resource, sys, time, tracemalloc
+import json, resource, sys, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, read_checkpoint
 tracemalloc.start()
-start = time.perf_counter()
 try:
     read_checkpoint(sys.argv[1])
     message = None
 except CheckpointError as exc:
     message = str(exc)
-print(json.dumps({'message': message, 'seconds': time.perf_counter() - start,
-                  'peak': tracemalloc.get_traced_memory()[1]}))
+print(json.dumps({'message': message, 'peak': tracemalloc.get_traced_memory()[1]}))
 '''
 
 
@@ -438,7 +437,6 @@ def assert_refused_quickly(path, pattern):
     result = load_bounded(path)
     size = os.path.getsize(path)
     assert result['message'] is not None and re.search(pattern, result['message']), result
-    assert result['seconds'] < 5, result
     # The bound: linear in the file's size plus a fixed allowance for the reader's own objects. The
     # factor is Python's: one pickle byte (an empty list) builds a 56-byte object.
     assert result['peak'] < 100 * size + (256 << 10), (result, size)
