@@ -31,7 +31,8 @@ setup(
     ],
     extras_require={
         'convert': [TORCH],
-        'test': ['pytest', TORCH],
+        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline
+        'test': ['pytest', 'setuptools>=70.1', TORCH],
     },
     entry_points={'console_scripts': [
         'sbvsr-train = jittor_self_blind_vsr.main:main',
