@@ -96,6 +96,7 @@ print('RESULT ' + json.dumps({
 '''
 
 
+@pytest.mark.slow
 @needs_x86_linux
 def test_fresh_machine_offline(tmp_path):
     """Empty HOME (so an empty ~/.cache/jittor), no network: Jittor builds itself and uses oneDNN."""
