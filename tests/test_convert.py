@@ -134,6 +134,7 @@ def run_cli(args, env, cwd=REPO, command=LAUNCHER):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_without_torch_every_launcher_gives_identical_output(full_files, converted, no_torch_env, tmp_path):
     """Repository launcher, the module run from inside the package, and the console script."""
     runs = {

@@ -357,6 +357,7 @@ print('RESULT ' + json.dumps({'status': status, 'attempts': attempts, 'device': 
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('machine', ['here', 'driver'])
 def test_demo_train_and_infer_with_auto_run_on_the_cpu(machine, tmp_path):
     """sbvsr-demo (which runs sbvsr-train's and sbvsr-infer's main) with the default --device

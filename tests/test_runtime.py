@@ -4,7 +4,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +48,14 @@ def test_conv_runs_on_onednn():
 
 
 @needs_x86_linux
-def test_onednn_conv_is_fast():
-    # Jittor's fallback (reindex + reduce) needs well over a second for this conv on 2 cores
+def test_trunk_sized_conv_runs_on_onednn():
+    # Jittor's fallback (reindex + reduce) needs well over a second for this conv on 2 cores, oneDNN
+    # milliseconds; asserted on the op Jittor runs, not on the clock
     conv = jt.nn.Conv2d(128, 128, 3, padding=1)
     x = jt.random((1, 128, 64, 64))
     conv(x).sync()
-    start = time.perf_counter()
-    conv(x).sync()
-    assert time.perf_counter() - start < 0.1
+    _, ops = executed_ops(lambda: conv(x).sync())
+    assert ops.count('mkl_conv') == 1
 
 
 _FRESH_CHILD = r'''
@@ -97,6 +96,7 @@ print('RESULT ' + json.dumps({
 '''
 
 
+@pytest.mark.slow
 @needs_x86_linux
 def test_fresh_machine_offline(tmp_path):
     """Empty HOME (so an empty ~/.cache/jittor), no network: Jittor builds itself and uses oneDNN."""

@@ -10,6 +10,8 @@ import pytest
 
 from test_train_run import dataset, train_argv, training_state  # noqa: F401  (dataset is a fixture)
 
+pytestmark = pytest.mark.slow
+
 MPI_ENV = dict(os.environ, log_silent='1', OMPI_ALLOW_RUN_AS_ROOT='1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM='1',
                OMPI_MCA_rmaps_base_oversubscribe='1')
 N_PROCESSES = 2

@@ -14,6 +14,8 @@ import skimage.data
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr.utils.image_io import write_image
 
+pytestmark = pytest.mark.slow
+
 HR_SIZE = 112
 TEST_HR_SIZE = 96
 SHIFT = 3  # pixels of camera motion per frame
