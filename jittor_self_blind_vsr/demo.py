@@ -31,7 +31,8 @@ from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
-from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_bytes_atomic, write_image
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 SCALE = 4

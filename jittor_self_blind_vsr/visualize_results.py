@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
-from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 
 # Seconds per frame, in our logs as in the original's: pre (reading the frames), forward (the
 # network), post (the output fetched, scored and written); total is their sum.

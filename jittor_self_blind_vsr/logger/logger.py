@@ -22,9 +22,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 from jittor_self_blind_vsr.utils.checkpoint import load_pickle_safe, save_pickle_atomic, save_state_dict_file
 from jittor_self_blind_vsr.utils.cli import UserError
-from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, write_image
+from jittor_self_blind_vsr.utils.image_io import is_inside, write_image
 
 STATE_FILE = 'training_state.pkl'
 MARKER = '.sbvsr-train'
