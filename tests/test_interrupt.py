@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -159,17 +160,22 @@ def run_loader(mode, act):
     process = subprocess.Popen([sys.executable, '-c', PRELUDE + LOADER, mode], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                env=dict(os.environ, log_silent='1'))
+    # One reader to the end: communicate() after iterating would read the pipe past the lines
+    # the iterator had already buffered, and lose them.
+    watchdog = threading.Timer(300, os.killpg, (process.pid, signal.SIGKILL))
+    watchdog.start()
     try:
-        lines = []
+        lines, acted = [], False
         for line in process.stdout:
             lines.append(line)
             if line.startswith('workers '):
                 workers = [int(pid) for pid in line.split()[1:]]
-            if READY in line:
+            if READY in line and not acted:
                 act(process.pid, workers)
-                break
-        lines.append(process.communicate(timeout=300)[0])
+                acted = True
+        process.wait()
     finally:
+        watchdog.cancel()
         process.kill()
     return process.returncode, ''.join(lines)
 
