@@ -74,7 +74,7 @@ class TrunkTensor(namedtuple('TrunkTensor', ['var', 'layout'])):
         return onednn_ops.from_layout(self.var, self.layout)
 
     def __add__(self, other):
-        return TrunkTensor(self.var + as_trunk(other).to(self.layout).var, self.layout)
+        return TrunkTensor(self.var + _as_trunk(other).to(self.layout).var, self.layout)
 
     def warp(self, flow, align_corners=True):
         """flow_pwc.warp's masked output (border padding) for these features and flow
@@ -83,12 +83,13 @@ class TrunkTensor(namedtuple('TrunkTensor', ['var', 'layout'])):
             return TrunkTensor(warp(self.var, flow, align_corners)[0], NCHW)
         grid, mask = warp_grid_and_mask(flow, align_corners)
         b, _, h, w = mask.shape
-        x = self.var if self.layout == BLOCKED else self.var.reshape(b, 1, h, w, -1)
+        # NHWC is nChw16c with one group of all channels.
+        x = self.var if self.layout == BLOCKED else self.var.unsqueeze(1)
         warped = _sample_bilinear_channels_last(x, grid, 'border', align_corners) * mask.reshape(b, 1, h, w, 1)
-        return TrunkTensor(warped if self.layout == BLOCKED else warped.reshape(b, h, w, -1), self.layout)
+        return TrunkTensor(warped if self.layout == BLOCKED else warped.squeeze(1), self.layout)
 
 
-def as_trunk(x):
+def _as_trunk(x):
     """x as a TrunkTensor; a plain Var is NCHW (the trunk's input)."""
     return x if isinstance(x, TrunkTensor) else TrunkTensor(x, NCHW)
 
@@ -161,7 +162,7 @@ class Conv2d(nn.Conv2d):
         self.nchw_out = nchw_out
 
     def execute(self, x, relu=False):
-        x = as_trunk(x)
+        x = _as_trunk(x)
         out = NCHW if self.nchw_out else layout(self.out_channels)
         geometry = (self.stride[0], self.padding[0], self.dilation[0])
         if inference_ops_in_use():
