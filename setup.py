@@ -9,6 +9,8 @@ setup(
     description='Jittor implementation of Self-Supervised Deep Blind Video Super-Resolution (Bai & Pan, TPAMI 2024)',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
+    license='MIT',
+    classifiers=['License :: OSI Approved :: MIT License'],
     python_requires='>=3.8',
     packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']),
     install_requires=[

@@ -19,9 +19,8 @@ import time
 
 import numpy as np
 
+from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
 from jittor_self_blind_vsr.runtime import import_jittor
-
-PUBLISHED = dict(n_colors=3, n_sequence=5, scale=4, ksize=13, n_feat=128, extra_RBS=3, recons_RBS=20)
 
 
 def parse_size(text):
@@ -40,7 +39,7 @@ def peak_rss_gb():
 
 def build(jt, seed):
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-    net = PWC_Recons(**PUBLISHED)
+    net = PWC_Recons(**PUBLISHED_CONFIG)
     rng = np.random.default_rng(seed)
     state = {}
     for key, value in net.numpy_state_dict().items():
@@ -53,7 +52,8 @@ def build(jt, seed):
 
 def time_infer(jt, net, size, repeat, seed):
     h, w = size
-    x = jt.array(np.random.default_rng(seed).random((1, 5, 3, h, w), dtype=np.float32))
+    shape = (1, PUBLISHED_CONFIG['n_sequence'], PUBLISHED_CONFIG['n_colors'], h, w)
+    x = jt.array(np.random.default_rng(seed).random(shape, dtype=np.float32))
     times, cpu_times = [], []
     with jt.no_grad():
         for i in range(repeat + 1):
@@ -85,10 +85,11 @@ def main(argv=None):
         print(f'error: {err}', file=sys.stderr)
         return 1
     net = build(jt, args.seed)
-    print(f'device {args.device}, published config {PUBLISHED}')
+    print(f'device {args.device}, published config {PUBLISHED_CONFIG}')
     for size in args.sizes:
         times, cpu_times = time_infer(jt, net, size, args.repeat, args.seed)
-        print(f'LR {size[0]}x{size[1]} (5 frames) -> {size[0] * 4}x{size[1] * 4}: '
+        frames, scale = PUBLISHED_CONFIG['n_sequence'], PUBLISHED_CONFIG['scale']
+        print(f'LR {size[0]}x{size[1]} ({frames} frames) -> {size[0] * scale}x{size[1] * scale}: '
               f'mean {np.mean(times):.3f} s per forward over {len(times)} runs '
               f'(min {min(times):.3f}, max {max(times):.3f}), {np.mean(cpu_times):.3f} CPU s per forward; '
               f'peak RSS so far {peak_rss_gb():.2f} GB; load average {os.getloadavg()[0]:.1f} '

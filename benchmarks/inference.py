@@ -1,8 +1,9 @@
 """Inference speed on a generated clip.
 
 Reports, per restored frame:
-  * forward and total time as inference.py measures them, the post-processing share of the
-    total (scoring and PNG writing run in a background thread) and the wall time per frame;
+  * pre, forward, post and total time as inference.py measures them (post: the output fetched,
+    scored and written as PNG, as the original's post_time), the post share of the total and
+    the wall time per frame;
   * the clip restored with per-frame feature reuse against every window run on its own,
     both as `recons_forward` (the same arithmetic without reuse) and as the original's
     `net({'x', 'mode': 'infer'})` (which also estimates the blur kernel).
@@ -21,10 +22,11 @@ import time
 import cv2
 import numpy as np
 
+from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 
 CONFIGS = {  # PWC_Recons sizes: the published model and the parity fixtures' small one
-    'full': dict(n_feat=128, extra_RBS=3, recons_RBS=20),
+    'full': PUBLISHED_CONFIG,
     'small': dict(n_feat=32, extra_RBS=1, recons_RBS=2),
 }
 
@@ -92,7 +94,8 @@ def compare_reuse(jt, net, frames, n_frames, repeats):
     The methods alternate window by window, so a change of load on a shared machine hits
     all of them alike; process CPU time (all threads) is insensitive to other processes.
     """
-    from jittor_self_blind_vsr.inference import WindowRestorer, window_indices
+    from jittor_self_blind_vsr.infer.restorer import WindowRestorer
+    from jittor_self_blind_vsr.infer.sources import window_indices
     windows = window_indices(n_frames, net.n_sequence, border=True)
 
     def alone_recons(window):
@@ -103,7 +106,7 @@ def compare_reuse(jt, net, frames, n_frames, repeats):
         return net({'x': x, 'mode': 'infer'})[0]['recons']
 
     def one_pass():
-        restorer = WindowRestorer(jt, net)
+        restorer = WindowRestorer(net)
         methods = {'reuse': lambda w: restorer.restore(w, frames), 'windows_recons_forward': alone_recons,
                    'windows_infer_mode': alone_infer}
         wall, cpu = dict.fromkeys(methods, 0.0), dict.fromkeys(methods, 0.0)
@@ -140,8 +143,8 @@ def main(argv=None):
         cli=dict(forward_per_frame=total['avg_forward_time'], total_per_frame=total['avg_total_time'],
                  pre_per_frame=total['avg_pre_time'], post_per_frame=total['avg_post_time'],
                  wall_per_frame=total['wall_time'] / total['n_frames'],
-                 background_eval_per_frame=total['avg_eval_time'],
-                 background_write_per_frame=total['avg_write_time'], post_share=post_share,
+                 eval_per_frame=total['avg_eval_time'], write_per_frame=total['avg_write_time'],
+                 post_share=post_share,
                  warmup_seconds=metrics['warmup'][0]['seconds']),
         per_frame=reuse, saving=saving, post_below_10_percent=post_share < 0.10,
         reuse_at_least_15_percent_faster={kind: s['vs_recons_forward'] >= 0.15 for kind, s in saving.items()})
@@ -150,8 +153,7 @@ def main(argv=None):
     print(f'inference.py per frame: forward {cli["forward_per_frame"]:.4f}s, total {cli["total_per_frame"]:.4f}s '
           f'(pre {cli["pre_per_frame"]:.4f}s, post {cli["post_per_frame"]:.4f}s = {100 * post_share:.2f}% of total), '
           f'wall {cli["wall_per_frame"]:.4f}s; warm-up {cli["warmup_seconds"]:.1f}s')
-    print(f'background per frame: scoring {cli["background_eval_per_frame"]:.4f}s, '
-          f'PNG writing {cli["background_write_per_frame"]:.4f}s')
+    print(f'of post per frame: scoring {cli["eval_per_frame"]:.4f}s, PNG writing {cli["write_per_frame"]:.4f}s')
     for kind in ('wall', 'cpu'):
         t, save = reuse[kind], saving[kind]
         print(f'clip per frame ({kind} time): feature reuse {t["reuse"]:.4f}s, windows alone: recons_forward '
@@ -160,7 +162,7 @@ def main(argv=None):
     print(f'post-processing below 10%: {result["post_below_10_percent"]}; reuse at least 15% faster than '
           f'windows alone (recons_forward): {result["reuse_at_least_15_percent_faster"]}')
     if args.json:
-        from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
+        from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
         write_bytes_atomic(args.json, json.dumps(result, indent=1).encode('utf-8'))
     return 0
 

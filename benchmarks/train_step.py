@@ -29,14 +29,13 @@ def parse(argv=None):
 def make_trainer(options):
     from jittor_self_blind_vsr.logger.logger import Logger
     from jittor_self_blind_vsr.loss import Loss
-    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.model.specification import model_from_options
     from jittor_self_blind_vsr.option import parse_args
     from jittor_self_blind_vsr.trainer.trainer_flow_video import Trainer_Flow_Video
 
     args = parse_args(['--template', options.template, '--device', options.device,
                        '--experiment_dir', '/nonexistent-benchmark-dir'])
-    net = PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
-                     recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize)
+    net = model_from_options(args)
     loader = SimpleNamespace(loader_train=None, loader_test=None)
     trainer = Trainer_Flow_Video(args, loader, net, Loss(args.loss, args.ksize, args.scale), Logger(args))
     trainer.set_epoch_lr(1)

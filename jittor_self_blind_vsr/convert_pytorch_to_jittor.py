@@ -7,7 +7,6 @@ configuration from the tensor shapes, checks every tensor against the Jittor mod
 built with it, and writes a plain pickled dict {key: float32 ndarray} atomically.
 """
 import argparse
-import math
 import os
 import re
 import sys
@@ -18,90 +17,12 @@ if __package__ in (None, ''):
     # not this folder's sub-packages as top-level modules.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from jittor_self_blind_vsr.model import load_checked  # noqa: E402
+from jittor_self_blind_vsr.model import foreign_sentence, load_checked  # noqa: E402
+from jittor_self_blind_vsr.model.specification import (  # noqa: E402
+    MODEL_PARTS, PUBLISHED_CONFIG, config_from_state_dict)
 from jittor_self_blind_vsr.utils import interrupt  # noqa: E402
 from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
-    FLOW_PREFIX, CheckpointError, foreign_sentence, is_flow_only, read_checkpoint, save_state_dict_file,
-    state_dict_from)
-
-# The published model; used where shapes cannot tell (and to name the keys of a foreign file).
-PUBLISHED_CONFIG = dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
-                        kernel_size=3, scale=4, ksize=13)
-# PWC_Recons's parts: a file holding none of them is another network's.
-MODEL_PARTS = ('in_conv', 'extra_feat', 'fusion_conv', 'recons_net', 'out_conv', 'upsample_layers', 'flow_net',
-               'kernel_net')
-
-
-def _count_blocks(state, prefix):
-    count = 0
-    while f'{prefix}.{count}.conv1.weight' in state:
-        count += 1
-    return count
-
-
-def _count_upsample_convs(state):
-    # upsample_layers alternates conv and PixelShuffle(2): convs sit at even indices
-    count = 0
-    while f'upsample_layers.{2 * count}.weight' in state:
-        count += 1
-    return count
-
-
-def _shape(state, key, ndim, path):
-    """The shape of state[key] as ints (None when absent); CheckpointError unless it has `ndim` axes."""
-    if key not in state:
-        return None
-    shape = tuple(int(n) for n in state[key].shape)
-    if len(shape) != ndim:
-        raise CheckpointError(f'{path} holds {key} of shape {_format_shape(shape)}, where the model has a '
-                              f'{ndim}-D tensor')
-    return shape
-
-
-def _format_shape(shape):
-    return 'x'.join(map(str, shape)) or 'scalar'
-
-
-def infer_config(state, path='the checkpoint'):
-    """PWC_Recons arguments that the shapes of a full-model state dict determine.
-
-    Raises CheckpointError, in one sentence, when a shape read here is one the
-    architecture cannot have (the other keys are checked against the model built).
-    """
-    first = _shape(state, 'in_conv.0.weight', 4, path)
-    if first is None:
-        raise CheckpointError(f'{path} lacks in_conv.0.weight, from which the model\'s width (n_feat) and '
-                              f'colour channels are read')
-    config = dict(PUBLISHED_CONFIG)
-    config['n_feat'], config['n_colors'] = first[:2]
-    if min(first[:2]) < 1:
-        raise CheckpointError(f'{path} holds an in_conv.0.weight of shape {_format_shape(first)}: the model '
-                              f'needs at least one feature and one colour channel')
-    fusion = _shape(state, 'fusion_conv.0.weight', 4, path)
-    if fusion is not None:
-        if fusion[1] % config['n_feat'] or fusion[1] == 0:
-            raise CheckpointError(f'{path} holds a fusion_conv.0.weight taking {fusion[1]} channels, which is not '
-                                  f'n_sequence times n_feat={config["n_feat"]}')
-        config['n_sequence'] = fusion[1] // config['n_feat']
-    config['extra_RBS'] = _count_blocks(state, 'extra_feat')
-    config['recons_RBS'] = _count_blocks(state, 'recons_net')
-    block = 'extra_feat.0.conv1.weight' if config['extra_RBS'] else 'recons_net.0.conv1.weight'
-    kernel = _shape(state, block, 4, path)
-    if kernel is not None:
-        if kernel[2] != kernel[3] or kernel[2] % 2 == 0:
-            raise CheckpointError(f'{path} gives its residual blocks {kernel[2]}x{kernel[3]} kernels ({block}), '
-                                  f'but they must be square with an odd size')
-        config['kernel_size'] = kernel[2]
-    config['scale'] = 2 ** _count_upsample_convs(state)
-    fc = _shape(state, 'kernel_net.fc_net.0.weight', 2, path)
-    if fc is not None:
-        ksize = math.isqrt(fc[1])
-        if ksize ** 2 != fc[1] or ksize % 2 == 0:
-            raise CheckpointError(f'{path} holds a kernel_net.fc_net.0.weight taking {fc[1]} inputs, but the '
-                                  f'estimated blur kernel is ksize x ksize with an odd ksize')
-        config['ksize'] = ksize
-    return config
-
+    FLOW_PREFIX, CheckpointError, is_flow_only, read_checkpoint, save_state_dict_file, state_dict_from)
 
 def _format_config(config):
     return ', '.join(f'{k}={v}' for k, v in config.items())
@@ -127,7 +48,7 @@ def check_against_model(path, state, flow_only):
     """
     if not flow_only and not any(k.split('.', 1)[0] in MODEL_PARTS for k in state):
         raise CheckpointError(foreign_sentence(path, list(state)))
-    config = dict(PUBLISHED_CONFIG) if flow_only else infer_config(state, path)
+    config = dict(PUBLISHED_CONFIG) if flow_only else config_from_state_dict(state, path)
     build = _model_builder(flow_only)
     try:
         network = build(config)

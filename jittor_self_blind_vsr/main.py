@@ -44,13 +44,10 @@ def flow_pretrain_file(args, needed):
 
 def build_model(args, ckp):
     from jittor_self_blind_vsr.model import load_checked
-    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.model.specification import model_from_options
     from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
     fresh = not ckp.continuing and not args.test_only and args.pre_train == '.'
-    net = PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
-                     recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize,
-                     HR_in=args.HR_in, flow_pretrain_fn=flow_pretrain_file(args, fresh),
-                     device=current_device(), align_corners=args.align_corners)
+    net = model_from_options(args, flow_pretrain_file(args, fresh), current_device())
     weights = args.pre_train if args.pre_train != '.' else None
     if weights is None and args.test_only:
         weights = ckp.model_path('best')

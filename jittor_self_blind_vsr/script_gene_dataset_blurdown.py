@@ -52,11 +52,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def frame_size(path):
-    """(height, width) from the file header; the whole file is checked where the format allows."""
-    return image_size(path, verify=True)
-
-
 def plan_videos(hr_root, scale, crop):
     """[(video, [frame paths], (height, width), (height, width) to keep)], every frame checked
     before anything is written."""
@@ -74,7 +69,7 @@ def plan_videos(hr_root, scale, crop):
         if len(set(stems)) != len(stems):
             raise GenerationError(f'video folder {folder} holds two frames with the same name and '
                                   'different extensions, which would write the same output file')
-        sizes = {frame_size(f) for f in frames}
+        sizes = {image_size(f, verify=True) for f in frames}
         if len(sizes) != 1:
             raise GenerationError(f'the frames of video folder {folder} do not all have the same size')
         height, width = sizes.pop()

@@ -21,6 +21,8 @@ if __package__ in (None, ''):  # started as `python visualize_results.py` from i
 
 from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
 
+# Seconds per frame, in our logs as in the original's: pre (reading the frames), forward (the
+# network), post (the output fetched, scored and written); total is their sum.
 TIME_KEYS = ('pre_time', 'forward_time', 'post_time', 'total_time')
 _NUMBER = r'([-+]?(?:inf|nan|[\d.]+(?:e[-+]?\d+)?))'
 _TIMES = ''.join(rf'{key}:{_NUMBER}s, ' for key in TIME_KEYS)[:-2]
@@ -242,7 +244,7 @@ def draw_time_breakdown(plt, table, folder):
     axis.set_xticklabels(labels, rotation=20, ha='right')
     axis.set_ylabel('seconds per frame')
     axis.legend()
-    axis.set_title('Time per frame: pre / forward / post')
+    axis.set_title('Time per frame: pre (read) / forward (network) / post (fetch, score, write)')
     return _save(fig, folder, CHARTS[2])
 
 

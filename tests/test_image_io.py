@@ -102,11 +102,6 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     assert os.listdir(tmp_path) == ['frame.png']
 
 
-def test_written_files_get_the_usual_permissions(tmp_path):
-    write_image(tmp_path / 'a.png', np.zeros((2, 2, 3), dtype=np.uint8))
-    assert (tmp_path / 'a.png').stat().st_mode & 0o777 == 0o666 & ~image_io._UMASK
-
-
 def test_write_refuses_what_it_cannot_store(tmp_path):
     with pytest.raises(ValueError, match='uint8 array'):
         write_image(tmp_path / 'a.png', np.zeros((2, 2, 3), dtype=np.float32))

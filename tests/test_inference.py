@@ -16,6 +16,8 @@ import pytest
 from conftest import REPO, parity_file
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr import inference
+from jittor_self_blind_vsr.infer import results, sources
+from jittor_self_blind_vsr.runtime import import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import read_image, write_image
 from parity_weights import seeded_state
@@ -58,7 +60,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def net(data):
-    jt = inference.import_jittor('auto')
+    jt = import_jittor('auto')
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     model = PWC_Recons(n_feat=32, extra_RBS=1, recons_RBS=2)
     model.load_numpy_state_dict(seeded_state(parity_file('small_config_keys.tsv'), 0))
@@ -182,11 +184,12 @@ def test_metrics_csv(border_run):
 
 def test_feature_reuse_equals_independent_windows(net):
     jt, model = net
+    from jittor_self_blind_vsr.infer.restorer import WindowRestorer
     rng = np.random.default_rng(3)
     frames = {i: rng.random((1, 3, LR_H, LR_W), dtype=np.float32) for i in range(N_FRAMES)}
-    restorer = inference.WindowRestorer(jt, model)
+    restorer = WindowRestorer(model)
     with jt.no_grad():
-        for window in inference.window_indices(N_FRAMES, 5, border=True):
+        for window in sources.window_indices(N_FRAMES, 5, border=True):
             reused = restorer.restore(window, frames).numpy()
             x = np.stack([frames[i][0] for i in window])[None]
             alone = model({'x': jt.array(x), 'mode': 'infer'})[0]['recons'].numpy()
@@ -197,16 +200,70 @@ def test_feature_reuse_equals_independent_windows(net):
 @pytest.mark.parametrize('n,border', [(7, False), (7, True), (5, True), (2, True), (4, False)])
 def test_windows_follow_gene_seq(n, border):
     names = list(range(n))
-    assert inference.window_indices(n, 5, border) == original_windows(names, 5, border)
+    assert sources.window_indices(n, 5, border) == original_windows(names, 5, border)
 
 
-def test_quick_test_presets():
+def test_quick_test_presets_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # holds no model: the preset names the published .pt
     args = inference.parse_args(['--quick_test', 'Realistic_REDS4'])
-    assert args.input_path == '../dataset/REDS4_BlurDown_Realistic/LR_blurdown_x4'
-    assert args.gt_path == '../dataset/REDS4_BlurDown_Realistic/HR'
-    assert args.model_path == '../pretrain_models/self_blind_vsr_realistic.pkl'
-    assert (args.dataset_name, args.blur_type, args.scale) == ('REDS4', 'Realistic', 4)
-    assert inference.parse_args(['--quick_test', 'Gaussian_SPMCS']).model_path.endswith('self_blind_vsr_gaussian.pkl')
+    assert args.input_path == os.path.join('dataset', 'REDS4_BlurDown_Realistic', 'LR_blurdown_x4')
+    assert args.gt_path == os.path.join('dataset', 'REDS4_BlurDown_Realistic', 'HR')
+    assert args.model_path == os.path.join('pretrain_models', 'self_blind_vsr_realistic.pt')
+    assert (args.dataset_name, args.blur_type, args.scale, args.infer_flag) == ('REDS4', 'Realistic', 4,
+                                                                                 'Realistic_REDS4')
+    assert args.result_path == 'infer_results'
+
+
+@pytest.mark.parametrize('present, chosen', [(['.pt'], '.pt'), (['.pkl'], '.pkl'), (['.pkl', '.pt'], '.pt')])
+def test_presets_find_the_published_model_file(tmp_path, monkeypatch, present, chosen):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'pretrain_models').mkdir()
+    for ext in present:
+        (tmp_path / 'pretrain_models' / f'self_blind_vsr_gaussian{ext}').write_bytes(b'')
+    expected = os.path.join('pretrain_models', f'self_blind_vsr_gaussian{chosen}')
+    assert inference.parse_args(['--quick_test', 'Gaussian_SPMCS']).model_path == expected
+    assert inference.parse_args([]).model_path == expected  # the default model is the Gaussian one
+
+
+def test_options_given_win_over_the_preset():
+    args = inference.parse_args(['--model_path', 'mine.pt', '--quick_test', 'Gaussian_Vid4', '--blur_type', 'b',
+                                 '--scale', '4', '--result_path', 'out'])
+    assert (args.model_path, args.blur_type, args.result_path) == ('mine.pt', 'b', 'out')
+    assert args.input_path == os.path.join('dataset', 'Vid4_BlurDown_Gaussian', 'LR_blurdown_x4')
+    assert (args.dataset_name, args.infer_flag) == ('Vid4', 'Gaussian_Vid4')
+
+
+def write_torch_model(state, path):
+    """`state` as the published weights are stored: PyTorch's legacy (pre-1.6) format."""
+    torch = pytest.importorskip('torch')
+    torch.save({key: torch.from_numpy(value) for key, value in state.items()}, path,
+               _use_new_zipfile_serialization=False)
+
+
+def test_a_preset_runs_from_the_repository_root_on_the_published_pt(data, tmp_path, monkeypatch):
+    """The original's layout (dataset/, pretrain_models/) in the working directory; the .pt read without torch."""
+    root = tmp_path / 'repo'
+    for sub in ('LR_blurdown_x4', 'HR'):
+        link_tree(data / sub.replace('_blurdown_x4', ''), root / 'dataset' / 'REDS4_BlurDown_Gaussian' / sub)
+    (root / 'pretrain_models').mkdir()
+    write_torch_model(seeded_state(parity_file('small_config_keys.tsv'), 0),
+                      root / 'pretrain_models' / 'self_blind_vsr_gaussian.pt')
+    monkeypatch.chdir(root)
+    monkeypatch.setitem(sys.modules, 'torch', None)  # any import of torch from here on fails
+    assert inference.main(['--quick_test', 'Gaussian_REDS4']) == 0
+    result = root / 'infer_results' / 'REDS4' / 'Gaussian'
+    metrics = json.loads((result / 'metrics.json').read_text())
+    assert metrics['model_path'] == str(root / 'pretrain_models' / 'self_blind_vsr_gaussian.pt')
+    # the same weights as the .pkl, and an explicit --model_path wins over the preset's
+    assert inference.main(['--quick_test', 'Gaussian_REDS4', '--model_path', str(data / 'small.pkl'),
+                           '--result_path', 'from_pkl']) == 0
+    from_pkl = root / 'from_pkl' / 'REDS4' / 'Gaussian'
+    assert json.loads((from_pkl / 'metrics.json').read_text())['model_path'] == str(data / 'small.pkl')
+    for video in VIDEOS:
+        names = sorted(os.listdir(result / video))
+        assert names == ['00000002.png', '00000003.png', '00000004.png'] == sorted(os.listdir(from_pkl / video))
+        for name in names:
+            np.testing.assert_array_equal(read_image(result / video / name), read_image(from_pkl / video / name))
 
 
 def test_video_file_input_and_video_output(data, net, tmp_path):
@@ -275,16 +332,16 @@ def test_current_folder_as_input_is_named_after_the_folder(data, tmp_path, monke
 
 
 @pytest.mark.parametrize('command', [
-    [sys.executable, 'inference.py'],  # the original's way, from inside the package folder
+    [sys.executable, os.path.join('jittor_self_blind_vsr', 'inference.py')],  # the file, as the original is run
     [os.path.join(os.path.dirname(sys.executable), 'sbvsr-infer')],
 ])
 def test_launchers_report_bad_input(tmp_path, command):
     if not os.path.exists(command[0]):
         pytest.skip('console script not installed')
     proc = subprocess.run(command + ['--input_path', str(tmp_path / 'missing'), '--result_path', str(tmp_path / 'o')],
-                          cwd=REPO / 'jittor_self_blind_vsr', capture_output=True, text=True, timeout=300)
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f'error: the input path {tmp_path / "missing"} does not exist'
+    assert proc.stderr.strip() == f'sbvsr-infer: the input path {tmp_path / "missing"} does not exist'
     assert not (tmp_path / 'o').exists()
 
 
@@ -348,7 +405,7 @@ def test_bad_input_one_sentence_nothing_written(data, tmp_path, capsys):
         capsys.readouterr()
         assert inference.main(cli(data, out) + extra) == 1, name
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], (name, err)
+        assert len(err) == 1 and err[0].startswith('sbvsr-infer: ') and message in err[0], (name, err)
         assert not out.exists(), name
 
 
@@ -357,7 +414,7 @@ def test_result_path_that_is_a_file_is_one_sentence(data, tmp_path, capsys):
     capsys.readouterr()
     assert inference.main(cli(data, tmp_path / 'out')) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f'error: cannot create the results folder {tmp_path / "out" / "REDS4"}: Not a directory']
+    assert err == [f'sbvsr-infer: cannot create the results folder {tmp_path / "out" / "REDS4"}: Not a directory']
     assert (tmp_path / 'out').read_text() == 'a file'
 
 
@@ -385,7 +442,7 @@ def refused(data, capsys, argv, message):
     capsys.readouterr()
     assert inference.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], err
+    assert len(err) == 1 and err[0].startswith('sbvsr-infer: ') and message in err[0], err
     return err[0]
 
 
@@ -437,7 +494,7 @@ def test_an_earlier_result_is_replaced(data, tmp_path, capsys):
     assert (out / 'REDS4' / 'Gaussian' / 'clipA.mp4').is_file()
     assert inference.main(cli(data, out, '--infer_flag', 'second')) == 0
     result = out / 'REDS4' / 'Gaussian'
-    assert (result / inference.LOG_NAME).read_text().startswith('Inference - second')
+    assert (result / results.LOG_NAME).read_text().startswith('Inference - second')
     assert not (result / 'clipA.mp4').exists()
     assert sorted(os.listdir(out / 'REDS4')) == ['Gaussian']
 
@@ -461,10 +518,10 @@ def test_full_disk_at_the_start_leaves_nothing_and_names_the_folder(data, tmp_pa
             self.closed = True
             self.flush()
 
-    monkeypatch.setattr(inference, 'open', FullDisk, raising=False)
+    monkeypatch.setattr(results, 'open', FullDisk, raising=False)
     out = tmp_path / 'out'
     err = refused(data, capsys, cli(data, out), 'No space left on device')
-    assert err == f'error: cannot write the results in {out / "REDS4" / "Gaussian"}: No space left on device'
+    assert err == f'sbvsr-infer: No space left on device (the results in {out / "REDS4" / "Gaussian"})'
     assert not out.exists()
 
 
@@ -472,15 +529,15 @@ def test_full_disk_at_the_start_leaves_nothing_and_names_the_folder(data, tmp_pa
 
 SLOW_INFERENCE = '''
 from jittor_self_blind_vsr import inference
-handle = inference.InferenceRun.handle
+from jittor_self_blind_vsr.infer.results import InferenceRun
+add_frame = InferenceRun.add_frame
 
-def slow_handle(self, job):
-    handle(self, job)
-    if job.output is not None:  # a frame is written into the staging folder
-        ready()
-        time.sleep(0.5)
+def slow_add_frame(self, clip, frame):
+    add_frame(self, clip, frame)  # a frame is written into the staging folder
+    ready()
+    time.sleep(0.5)
 
-inference.InferenceRun.handle = slow_handle
+InferenceRun.add_frame = slow_add_frame
 sys.exit(inference.main(sys.argv[1:]))
 '''
 
@@ -493,6 +550,6 @@ def test_a_signal_mid_run_keeps_the_earlier_result(data, tmp_path, capsys, signu
     code, err = signal_when_ready(SLOW_INFERENCE, cli(data, out, '--infer_flag', 'second'), signum)
     assert code == 128 + signum, err[-3000:]
     name = signal.Signals(signum).name
-    assert err.strip().splitlines()[-1] == (f'interrupted ({name}): no results were written; '
+    assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted ({name}): no results were written; '
                                             f'{out / "REDS4" / "Gaussian"} is unchanged')
     assert snapshot(out) == before  # byte-identical, and no staging folder left

@@ -1,5 +1,7 @@
 """utils/interrupt.py: SIGINT and SIGTERM raise Interrupted in the main thread, also after Jittor's import."""
+import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import time
 
 import pytest
 
+from interrupting import PRELUDE, READY
 from jittor_self_blind_vsr.utils import interrupt
 
 AFTER_JITTOR = '''
@@ -112,3 +115,119 @@ def test_a_terminals_ctrl_c_during_compilation_runs_the_cleanup():
     finally:
         process.kill()
     assert process.returncode == 130 and 'cleanup ran' in err, err[-2000:]
+
+
+
+LOADER = '''
+import os, random, sys, threading, time
+import numpy as np
+from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.utils import interrupt
+mode = sys.argv[1]
+try:  # as sbvsr-train does with --n_threads 2
+    with interrupt.handled():
+        jt = import_jittor('cpu')
+        interrupt.install(loader_workers=True)
+        from jittor.dataset import Dataset
+
+        class Numbers(Dataset):
+            def __getitem__(self, index):
+                time.sleep(0.05)
+                if mode == 'failing' and index == 40:
+                    raise ValueError('a damaged file')
+                return np.full(1, index, np.float32)
+
+        numbers = Numbers(num_workers=2).set_attrs(total_len=100)
+        for step, batch in enumerate(numbers):
+            if step == 1:
+                print('workers', *[worker.p.pid for worker in numbers.workers], file=sys.stderr, flush=True)
+                threading.Timer(1.5 if mode == 'compiling' else 0, ready).start()
+            if mode == 'compiling':  # a new kernel each step: g++ runs nearly always
+                k = random.randrange(10 ** 9)
+                jt.code([4], 'float32', [], cpu_src=f'for (int i = 0; i < 4; i++) @out(i) = {k} + i;').sync()
+    print('finished', file=sys.stderr)
+except KeyboardInterrupt as error:
+    print('cleanup ran', file=sys.stderr)
+    sys.exit(interrupt.exit_code(error))
+'''
+
+
+def run_loader(mode, act):
+    """Run LOADER in its own process group; once its workers run, `act(process group id, worker pids)`.
+
+    Returns the exit status and the output (Jittor's workers print their errors on stdout)."""
+    process = subprocess.Popen([sys.executable, '-c', PRELUDE + LOADER, mode], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env=dict(os.environ, log_silent='1'))
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith('workers '):
+                workers = [int(pid) for pid in line.split()[1:]]
+            if READY in line:
+                act(process.pid, workers)
+                break
+        lines.append(process.communicate(timeout=300)[0])
+    finally:
+        process.kill()
+    return process.returncode, ''.join(lines)
+
+
+COMPILER_PROCESSES = ('sh', 'g++', 'cc1plus', 'as', 'collect2', 'ld')
+
+
+def compiler_runs(group):
+    """True while a process of `group` runs the C++ compiler (g++ or its cc1plus) or its shell."""
+    for stat in glob.glob('/proc/[0-9]*/stat'):
+        try:
+            with open(stat) as f:
+                name, fields = f.read().rsplit(')', 1)
+        except OSError:
+            continue
+        if int(fields.split()[2]) == group and name.split('(', 1)[1] in COMPILER_PROCESSES:
+            return True
+    return False
+
+
+def test_a_terminals_ctrl_c_during_compilation_with_loader_workers_runs_the_cleanup():
+    """The compiler dies of the terminal's SIGINT: Jittor's SIGCHLD handler alone would exit 1 at once."""
+    def ctrl_c_while_compiling(group, workers):
+        deadline = time.monotonic() + 60
+        while not compiler_runs(group) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(group, signal.SIGINT)
+
+    code, err = run_loader('compiling', ctrl_c_while_compiling)
+    assert code == 130 and 'cleanup ran' in err, err[-2000:]
+
+
+def test_a_loader_worker_killed_for_memory_ends_the_command_with_a_sentence():
+    """The main process waits for that worker inside Jittor's C++: only a C handler can end it."""
+    killed = []
+
+    def kill_a_worker(group, workers):
+        killed.append(workers[0])
+        os.kill(workers[0], signal.SIGKILL)
+
+    code, err = run_loader('waiting', kill_a_worker)
+    assert code == 1 and 'cleanup ran' not in err and 'finished' not in err, err[-2000:]
+    assert f'sbvsr-train: stopping at once: child process {killed[0]} was killed by signal 9 (SIGKILL' in err
+
+
+def test_a_loader_worker_that_stops_and_continues_is_no_failure():
+    """Ctrl-Z and `fg` stop and continue the workers too; Jittor's handler quick-exits on either."""
+    def stop_and_continue(group, workers):
+        os.kill(workers[0], signal.SIGSTOP)
+        time.sleep(0.5)
+        os.kill(workers[0], signal.SIGCONT)
+
+    code, err = run_loader('waiting', stop_and_continue)
+    assert code == 0 and 'finished' in err, err[-2000:]
+
+
+def test_a_loader_worker_that_fails_ends_the_command_with_a_sentence():
+    """Jittor's worker reports its exception by SIGINT to its parent, which waits for it in C++."""
+    code, err = run_loader('failing', lambda group, workers: None)
+    assert code == 1 and 'ValueError: a damaged file' in err and 'finished' not in err, err[-2000:]
+    assert re.search(r'sbvsr-train: stopping at once: loader worker \d+ failed \(its error is printed above\)', err)

@@ -14,13 +14,12 @@ LOSS_NAMES = {'recons_l1': 'L1', 'cycle_l1': 'cycle', 'k_boundaries': 'boundarie
 def make_trainer(tmp_path, extra=()):
     from jittor_self_blind_vsr.logger.logger import Logger
     from jittor_self_blind_vsr.loss import Loss
-    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.model.specification import model_from_options
     from jittor_self_blind_vsr.option import parse_args
     from jittor_self_blind_vsr.trainer.trainer_flow_video import Trainer_Flow_Video
 
     args = parse_args(['--template', 'Self_Blind_VSR_CPU', '--experiment_dir', str(tmp_path), *extra])
-    net = PWC_Recons(n_feat=args.n_feat, extra_RBS=args.extra_RBS, recons_RBS=args.recons_RBS,
-                     align_corners=args.align_corners)
+    net = model_from_options(args)
     net.load_numpy_state_dict(seeded_state(parity_file('small_config_keys.tsv'), seed=0))
     loader = SimpleNamespace(loader_train=None, loader_test=None)
     loss = Loss(args.loss, ksize=args.ksize, scale=args.scale)

@@ -1,4 +1,5 @@
 """visualize_results on one of our runs and a log in the original PyTorch inference.py's format."""
+import json
 import os
 
 import cv2
@@ -88,6 +89,21 @@ def test_metrics_json_and_log_of_one_run_agree(ours):
     metrics = __import__('json').loads((ours / 'metrics.json').read_text())
     assert table['Total'] == pytest.approx((metrics['total']['avg_psnr'], metrics['total']['avg_ssim']), abs=1e-12)
     assert table['clipB'][0] == pytest.approx(metrics['videos']['clipB']['avg_psnr'], abs=1e-12)
+
+
+def test_our_times_are_charted_as_the_originals(ours):
+    """pre + forward + post = total per frame, with post holding the scoring and writing, as in
+    the original's log: the time charts put like next to like."""
+    metrics = json.loads((ours / 'metrics.json').read_text())
+    run = vis.load_run(str(ours))
+    for video, summary in metrics['videos'].items():
+        for record, frame in zip(summary['frames'], run.videos[video], strict=True):
+            assert frame.times == {key: record[key] for key in vis.TIME_KEYS}
+            assert record['post_time'] >= record['eval_time'] + record['write_time'] > 0
+            assert record['total_time'] == pytest.approx(
+                record['pre_time'] + record['forward_time'] + record['post_time'], abs=1e-9)
+    table = vis.time_table([run])[run.label]
+    assert table['post_time'] == pytest.approx(metrics['total']['avg_post_time'], abs=1e-12)
 
 
 def test_runs_without_ground_truth_get_the_time_chart_only(tmp_path):

@@ -33,7 +33,6 @@ from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, 
 STATE_FILE = 'training_state.pkl'
 MARKER = '.sbvsr-train'
 CONFIG_FIRST_LINE = 'From epoch '
-IMAGE_POSTFIXES = ('gt', 'lr', 'sr', 'lr_cycle', 'lr_down', 'sr_down', 'est_kernel', 'gt_kernel')
 
 
 class ExperimentError(ValueError):

@@ -2,7 +2,7 @@
 import math
 from collections import namedtuple
 
-from jittor_self_blind_vsr.model import load_numpy_state_dict, numpy_state_dict, trunk_layout
+from jittor_self_blind_vsr.model import load_checked, numpy_state_dict, trunk_layout
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -15,14 +15,6 @@ MODES = ('train', 'val', 'infer')
 FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
 FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (a trunk_layout.TrunkTensor) '
                          'and the PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
-
-
-def make_model(args):
-    return PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
-                      recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize,
-                      HR_in=args.HR_in, flow_pretrain_fn=args.pretrain_models_dir + 'network-default.pytorch',
-                      device='cpu' if args.cpu else 'cuda',
-                      align_corners=getattr(args, 'align_corners', True))
 
 
 def get_same_padding(kernel_size, dilation):
@@ -95,8 +87,8 @@ class PWC_Recons(nn.Module):
         self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
         self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
 
-    def load_numpy_state_dict(self, state, strict=True):
-        load_numpy_state_dict(self, state, strict)
+    def load_numpy_state_dict(self, state):
+        load_checked(self, state)
 
     def numpy_state_dict(self):
         return numpy_state_dict(self)

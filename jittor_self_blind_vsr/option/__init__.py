@@ -16,6 +16,8 @@ import argparse
 import math
 from pathlib import Path
 
+from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
+
 # Templates live at the repository root, next to the package (editable install or
 # `python main.py` from inside the package folder both resolve to the same place).
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / 'templates'
@@ -141,18 +143,20 @@ def _add_data(parser):
     group.add_argument('--data_train', default='REDS_BLURDOWN_GAUSSIAN', help='training dataset class')
     group.add_argument('--data_test', default='REDS_HRLR', help='test dataset class')
     group.add_argument('--process', **FLAG, help='load the whole dataset into RAM')
-    group.add_argument('--scale', type=power_of_two, default=4, help='super-resolution scale')
+    group.add_argument('--scale', type=power_of_two, default=PUBLISHED_CONFIG['scale'], help='super-resolution scale')
     group.add_argument('--patch_size', type=positive_int, default=160,
                        help='LR training patch size (the HR crop is scale times it)')
     group.add_argument('--size_must_mode', type=positive_int, default=1,
                        help='the network input size must be a multiple of this number')
     group.add_argument('--HR_in', **FLAG, help='the network input is bicubic-upsampled')
     group.add_argument('--rgb_range', type=positive_int, default=1, help='maximum RGB value')
-    group.add_argument('--n_colors', type=positive_int, default=3, help='number of colour channels')
+    group.add_argument('--n_colors', type=positive_int, default=PUBLISHED_CONFIG['n_colors'],
+                       help='number of colour channels')
     group.add_argument('--no_augment', **FLAG, help='no flip/rotation augmentation')
     group.add_argument('--test_padding', type=non_negative_int, default=0,
                        help='padding at test time, cropped afterwards')
-    group.add_argument('--n_sequence', type=positive_int, default=5, help='frames per input clip')
+    group.add_argument('--n_sequence', type=positive_int, default=PUBLISHED_CONFIG['n_sequence'],
+                       help='frames per input clip')
     group.add_argument('--n_frames_per_video', type=positive_int, default=50,
                        help='frames used from each training video (at least --n_sequence)')
     group.add_argument('--repeat_worker_kernels', **FLAG,
@@ -165,11 +169,13 @@ def _add_model(parser):
     group.add_argument('--task', default='FlowVideoSR', choices=('FlowVideoSR',), help='task')
     group.add_argument('--model', default='PWC_Recons', choices=('PWC_Recons',), help='model name')
     group.add_argument('--pre_train', default='.', help='weights (.pkl or .pt) to start the whole model from')
-    group.add_argument('--n_feat', type=positive_int, default=128, help='feature channels')
-    group.add_argument('--extra_RBS', type=non_negative_int, default=3, help='residual blocks of per-frame features')
-    group.add_argument('--recons_RBS', type=non_negative_int, default=20,
+    group.add_argument('--n_feat', type=positive_int, default=PUBLISHED_CONFIG['n_feat'], help='feature channels')
+    group.add_argument('--extra_RBS', type=non_negative_int, default=PUBLISHED_CONFIG['extra_RBS'],
+                       help='residual blocks of per-frame features')
+    group.add_argument('--recons_RBS', type=non_negative_int, default=PUBLISHED_CONFIG['recons_RBS'],
                        help='residual blocks of the reconstruction')
-    group.add_argument('--ksize', type=int_range(1, odd=True), default=13, help='estimated blur kernel size')
+    group.add_argument('--ksize', type=int_range(1, odd=True), default=PUBLISHED_CONFIG['ksize'],
+                       help='estimated blur kernel size')
     group.add_argument('--align_corners', type=str2bool, default=True,
                        help="grid_sample semantics: true as PyTorch 0.4.1 (the published weights), "
                             "false as PyTorch >= 1.3")

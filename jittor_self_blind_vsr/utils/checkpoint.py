@@ -15,11 +15,13 @@ PyTorch files are read without torch, in both of its formats:
 Tensors come back as numpy arrays, floating ones as float32.
 
 A file of S bytes makes the reader build O(S) objects and O(S) bytes of arrays, whatever
-it claims: shared references stay shared and may not unfold into more items than the
-pickle has bytes, containers nest at most MAX_NESTING deep, a tensor holds at most as many
-values as its storage and all tensors together at most _VIEW_BUDGET times the bytes of
-their storages, and a zip's entries unpack to at most _UNPACK_LIMIT times the file's size.
-Each limit breached is refused with a sentence saying which.
+it claims: the objects its pickle builds, estimated from the opcodes before anything is
+built, take at most _BUILD_FACTOR * S + _BUILD_ALLOWANCE bytes, shared references stay
+shared and may not unfold into more items than the pickle has bytes, containers nest at
+most MAX_NESTING deep, a tensor holds at most as many values as its storage and all
+tensors together at most _VIEW_BUDGET times the bytes of their storages, and a zip's
+entries unpack to at most _UNPACK_LIMIT times the file's size. Each limit breached is
+refused with a sentence saying which.
 """
 import collections
 import hashlib
@@ -29,14 +31,17 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
+import sys
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
+from jittor_self_blind_vsr.utils.atomic import atomic_file
+from jittor_self_blind_vsr.utils.cli import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message is one sentence for the user."""
 
 
@@ -244,7 +249,7 @@ _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
 def _opcode_roles():
-    """{opcode: role} for _check_nesting: the stack effect of each opcode, worked out once."""
+    """{opcode: role} for _check_opcodes: the stack effect of each opcode, worked out once."""
     special = {'MARK': 'mark', 'PUT': 'put', 'BINPUT': 'put', 'LONG_BINPUT': 'put', 'MEMOIZE': 'memoize',
                'GET': 'get', 'BINGET': 'get', 'LONG_BINGET': 'get', 'DUP': 'dup', 'POP': 'pop',
                'POP_MARK': 'pop_mark'}
@@ -264,30 +269,71 @@ def _opcode_roles():
     return roles
 
 
-_OPCODE_ROLES = _opcode_roles()
+
+# What CPython (64-bit) allocates for the object an opcode builds, at most, in bytes: an empty
+# container, a tuple's header, what an allowed callable returns (our stand-ins: named tuples,
+# an empty OrderedDict); a value read from the opcode's argument costs its own size on top.
+_BUILD_BYTES = {'EMPTY_LIST': 56, 'LIST': 56, 'EMPTY_DICT': 64, 'DICT': 64, 'EMPTY_SET': 216, 'FROZENSET': 216,
+                'TUPLE': 40, 'TUPLE1': 40, 'TUPLE2': 40, 'TUPLE3': 40, 'REDUCE': 200, 'NEWOBJ': 200,
+                'NEWOBJ_EX': 200, 'OBJ': 200, 'INST': 200, 'PERSID': 200, 'BINPERSID': 200}
+# ... and per item an opcode puts into a container (a slot, with room to grow; a dict's or a set's table).
+_ITEM_BYTES = {'TUPLE': 8, 'TUPLE1': 8, 'TUPLE2': 8, 'TUPLE3': 8, 'LIST': 16, 'APPEND': 16, 'APPENDS': 16,
+               'DICT': 48, 'SETITEM': 48, 'SETITEMS': 48, 'FROZENSET': 64, 'ADDITEMS': 64}
+_ARGUMENT_VALUES = frozenset({'INT', 'BININT', 'BININT1', 'BININT2', 'LONG', 'LONG1', 'LONG4', 'FLOAT', 'BINFLOAT',
+                              'STRING', 'BINSTRING', 'SHORT_BINSTRING', 'BINBYTES', 'SHORT_BINBYTES', 'BINBYTES8',
+                              'BYTEARRAY8', 'UNICODE', 'BINUNICODE', 'SHORT_BINUNICODE', 'BINUNICODE8'})
+_SLOT_BYTES = 16  # a stack or memo slot: a pointer, in an array that doubles as it grows
+# The objects a pickle in a file of S bytes builds, estimated as above, may take
+# _BUILD_FACTOR * S + _BUILD_ALLOWANCE bytes. A state dict's pickle builds about 11 bytes
+# per byte by this estimate (key strings, tensor records), but it is a small part of the
+# file: the published model's shape (349 tensors) has a 46 KB pickle estimated at 0.5 MB
+# in a 77 MB file. The allowance lets about 2,000 tensors load even with no data at all.
+_BUILD_FACTOR = 4
+_BUILD_ALLOWANCE = 1 << 20
 
 
-def _check_nesting(stream):
-    """Refuse a pickle nesting deeper than MAX_NESTING before it is unpickled.
+def _opcode_costs():
+    """{opcode: (role, bytes built, bytes per item put in a container, True where the argument is a value)}."""
+    return {op: (role, _BUILD_BYTES.get(op.name, 0), _ITEM_BYTES.get(op.name, 0), op.name in _ARGUMENT_VALUES)
+            for op, role in _opcode_roles().items()}
+
+
+_OPCODES = _opcode_costs()
+
+
+def _check_opcodes(stream, file_size):
+    """Refuse a pickle that nests deeper than MAX_NESTING, or builds more objects than a
+    checkpoint of `file_size` bytes can need, before it is unpickled.
 
     CPython hashes nested tuples recursively without a depth guard, so a dict key or set
     element nested a million deep (a megabyte of TUPLE1 opcodes) crashes the unpickler
-    itself. The opcodes are read once and nothing is built: each stack item is a cell
-    holding its depth, shared through the memo so that a container filled later counts
-    its new items. The stream is left where it was.
+    itself; and one byte of a pickle can build a 216-byte set, or make the unpickler's memo
+    an array of a billion slots. The opcodes are read once and nothing is built: each stack
+    item is a cell holding its depth (scalars share one), shared through the memo so that a
+    container filled later counts its new items, and each opcode adds what it would build to
+    the estimate (no opcode's cost is ever given back, so the estimate bounds this scan, the
+    unpickler, and the resolver's copy of the tree alike). The stream is left where it was.
     """
     start = stream.tell()
-    stack, marks, memo = [], [], {}
+    budget = _BUILD_FACTOR * file_size + _BUILD_ALLOWANCE
+    scalar = (0,)  # depth cell of every leaf that is no container: read, never filled
+    stack, marks, memo = [], [], []
+    built = deepest = 0
     for op, arg, _pos in pickletools.genops(stream):
-        role = _OPCODE_ROLES[op]
+        role, build, per_item, valued = _OPCODES[op]
+        built += build
         if role == 'leaf':
-            stack.append([0])
+            if valued:
+                built += sys.getsizeof(arg)
+            stack.append([0] if build else scalar)
         elif role == 'memoize':
-            memo[len(memo)] = stack[-1]
+            memo.append(stack[-1])
         elif role == 'put':
-            memo[arg] = stack[-1]
+            if arg > len(memo):
+                raise _Refusal(f'its memo skips from entry {len(memo):,} to {arg:,}, which no pickler writes')
+            memo[arg:arg + 1] = [stack[-1]]
         elif role == 'get':
-            stack.append(memo.get(arg, [0]))
+            stack.append(memo[arg] if arg < len(memo) else scalar)
         elif role == 'mark':
             marks.append(len(stack))
         elif role == 'dup':
@@ -305,29 +351,44 @@ def _check_nesting(stream):
                 count += len(stack) - marks.pop()
             popped = stack[len(stack) - count:] if count else []
             del stack[len(stack) - len(popped):]
+            built += per_item * (len(popped) - fills)
             if fills:
-                popped[0][0] = max(popped[0][0], 1 + max((cell[0] for cell in popped[1:]), default=0))
-                stack.append(popped[0])
+                target = popped[0] if popped[0] is not scalar else [0]
+                target[0] = max(target[0], 1 + max((cell[0] for cell in popped[1:]), default=0))
+                stack.append(target)
             elif pushes:
                 stack.append([1 + max((cell[0] for cell in popped), default=-1)])
             if stack and stack[-1][0] > MAX_NESTING:
                 raise _Refusal(f'its containers nest more than {MAX_NESTING} deep, which no checkpoint does')
+        if len(stack) + len(marks) > deepest:
+            deepest = len(stack) + len(marks)
+        if built + _SLOT_BYTES * (deepest + len(memo)) > budget:
+            raise _Refusal(f'its pickle builds more objects than a checkpoint of {file_size:,} bytes can need '
+                           f'(over {budget:,} bytes: {_BUILD_FACTOR} times the file\'s size and '
+                           f'{_BUILD_ALLOWANCE >> 20} MiB)')
     stream.seek(start)
 
 
 class _SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds only checkpoint content; `storages` resolves torch persistent ids.
 
-    `file` must be seekable: its opcodes are checked for nesting before anything is built."""
+    `file` must be seekable: its opcodes are checked before anything is built, against the
+    size of the checkpoint file it comes from (by default: from where it stands to its end)."""
 
-    def __init__(self, file, path, storages=None):
+    def __init__(self, file, path, storages=None, file_size=None):
         super().__init__(file, encoding='latin1')
         self._file = file
         self._path = path
         self._storages = storages
+        self._file_size = file_size
 
     def load(self):
-        _check_nesting(self._file)
+        size = self._file_size
+        if size is None:
+            here = self._file.tell()
+            size = self._file.seek(0, io.SEEK_END) - here
+            self._file.seek(here)
+        _check_opcodes(self._file, size)
         return super().load()
 
     def find_class(self, module, name):
@@ -551,7 +612,7 @@ def _read_zip(path):
         if prefix + 'byteorder' in names:
             byteorder = '>' if archive.read(prefix + 'byteorder').strip() == b'big' else '<'
         storages = _Storages(byteorder)
-        content = _SafeUnpickler(io.BytesIO(archive.read(pkl[0])), path, storages).load()
+        content = _SafeUnpickler(io.BytesIO(archive.read(pkl[0])), path, storages, os.path.getsize(path)).load()
         for key, nbytes in storages.roots():
             name = f'{prefix}data/{key}'
             if name not in names or archive.getinfo(name).file_size < nbytes:
@@ -747,34 +808,17 @@ def load_pickle_safe(path):
     return read_checkpoint(path).content
 
 
-def _new_file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_pickle_atomic(obj, path):
-    """Pickle `obj` to `path` through a temporary file, so `path` is never left half written."""
+    """Pickle `obj` to `path` through utils.atomic, so `path` is never left half written."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f'cannot write {path}: the folder {folder} does not exist')
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    except OSError as exc:
-        raise CheckpointError(f'cannot write {path}: {exc.strerror}') from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
+        with atomic_file(path) as f:
             pickle.dump(obj, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
-        raise
+    except OSError as exc:
+        raise CheckpointError(f'cannot write {path}: {exc.strerror or exc}') from None
 
 
 def save_state_dict_file(state, path):
@@ -801,42 +845,3 @@ def load_flow_state_dict_file(path):
         raise CheckpointError(f'{os.fspath(path)} holds no PWC-Net weights')
     return flow
 
-
-# How many keys a mismatch sentence names before '(and N more)'.
-SHOWN_KEYS = 3
-
-
-def _shape(shape):
-    return 'x'.join(str(n) for n in shape) or 'scalar'
-
-
-def _first(keys):
-    shown = ', '.join(keys[:SHOWN_KEYS])
-    return shown + (f' (and {len(keys) - SHOWN_KEYS} more)' if len(keys) > SHOWN_KEYS else '')
-
-
-def foreign_sentence(path, keys):
-    """The sentence for a file whose `keys` all belong to another network."""
-    return f'{path} is not a Self-Blind-VSR or PWC-Net checkpoint: its keys {_first(keys)} do not fit the model'
-
-
-def mismatch_sentence(path, state, expected):
-    """One sentence naming the first keys of `state` that do not fit `expected` {key: shape}, or None."""
-    unexpected = [k for k in state if k not in expected]
-    if unexpected and len(unexpected) == len(state):
-        return foreign_sentence(path, unexpected)
-    problems = []
-    if unexpected:
-        problems.append(f'its keys {_first(unexpected)} are not in the model')
-    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k])]
-    if wrong:
-        key = wrong[0]
-        more = f' (and {len(wrong) - 1} more shapes differ)' if len(wrong) > 1 else ''
-        problems.append(f'{key} has shape {_shape(state[key].shape)} in the file but '
-                        f'{_shape(expected[key])} in the model{more}')
-    missing = [k for k in expected if k not in state]
-    if missing:
-        problems.append(f'it lacks {len(missing)} of the model\'s tensors, first {_first(missing)}')
-    if not problems:
-        return None
-    return f'{path} does not fit the model: ' + '; '.join(problems)

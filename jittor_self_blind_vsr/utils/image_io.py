@@ -5,26 +5,19 @@ supported formats and error wording are decided once.
 """
 import os
 import re
-import tempfile
 import warnings
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.cli import UserError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, not an image, or cannot be decoded."""
 
 
@@ -122,26 +115,6 @@ def _encode(path, rgb):
     if not ok:
         raise ValueError(f'OpenCV could not encode {path}')
     return encoded.tobytes()
-
-
-def write_bytes_atomic(path, data):
-    """Write `data` to `path` through a temporary file in the same folder, then rename.
-
-    A reader (or a crash) never sees a half-written file: `path` is either the old
-    file or the complete new one.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(path, rgb):

@@ -15,11 +15,22 @@ pool's queue lock makes the pool's clean-up at exit wait for ever. Jittor forks 
 when it is imported, so a command imports Jittor inside `handled()`.
 
 Jittor also installs a C SIGCHLD handler that quick-exits as soon as any child dies by a
-signal other than SIGTERM. A terminal's Ctrl-C kills the compiler Jittor is running (g++
-is a child), so that handler would end the command before ours runs. `install()` resets
-SIGCHLD to its default unless the command runs Jittor's loader workers: there Jittor's
-handler is what stops the main process from waiting forever (in C++, where no Python
-handler runs) for a worker the kernel killed for memory.
+signal other than SIGTERM (or merely stops or continues). A terminal's Ctrl-C kills the
+compiler Jittor is running (g++ is a child), so that handler would end the command before
+ours runs. Commands without loader workers need no SIGCHLD handler: `install()` puts back
+the default action. With Jittor's loader workers, two events must be acted on in C: the
+main thread then waits for a batch inside Jittor's C++ ring buffer, holding the GIL, where
+no Python handler runs, and would wait forever for a worker that is gone -- killed by the
+kernel for memory, or ended by an exception, which Jittor's worker reports by sending
+SIGINT to its parent. `install(loader_workers=True)` therefore puts two C handlers
+(`_LOADER_HEADER`, compiled once as a small Jittor op, like compile_guard's hook) in front:
+on SIGCHLD, a child killed by a signal other than SIGINT or SIGTERM gets one line and
+Jittor's quick exit, while a child that died of SIGINT (the terminal's Ctrl-C, which our
+SIGINT handler acts on) or stopped or continued (Ctrl-Z, `fg`) is left to the code that
+waits for it; on SIGINT, one sent by a child of ours (a failed loader worker) gets one line
+and a quick exit (status 1), any other goes on to our Python handler. The handlers read
+the signal's own siginfo (which child, how it ended), not a `waitid` peek: the thread that
+waits for a compiler may already have reaped it.
 """
 import contextlib
 import os
@@ -27,6 +38,95 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_LOADER_HEADER = r"""
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace sbvsr_loader_signals {
+static struct sigaction jittors_sigchld, pythons_sigint;  // the handlers ours pass on to
+static pid_t owner;
+
+static char* decimal(char* end, long n) {
+    do { *--end = char('0' + n % 10); n /= 10; } while (n);
+    return end;
+}
+
+static void say(const char* text) {
+    ssize_t ignored = write(2, text, strlen(text));
+    (void)ignored;
+}
+
+static void say_pid(const char* before, pid_t pid, const char* after) {
+    char digits[24] = {0};
+    say(before);
+    say(decimal(digits + 23, pid));
+    say(after);
+}
+
+static void on_sigchld(int signum, siginfo_t* info, void* context) {
+    bool killed = info->si_code == CLD_KILLED || info->si_code == CLD_DUMPED;
+    if (!killed || info->si_status == SIGINT || info->si_status == SIGTERM || getpid() != owner) return;
+    char status[24] = {0};
+    say_pid("sbvsr-train: stopping at once: child process ", info->si_pid, " was killed by signal ");
+    say(decimal(status + 23, info->si_status));
+    say(" (SIGKILL, 9, is how the kernel ends a process when memory runs out: fewer loader workers,"
+        " --n_threads, or a smaller --batch_size need less)\n");
+    if (jittors_sigchld.sa_flags & SA_SIGINFO) jittors_sigchld.sa_sigaction(signum, info, context);
+    std::quick_exit(1);  // what Jittor's handler does; here too if it was not there to do it
+}
+
+// The parent of `pid` from /proc/<pid>/stat ("pid (name) state ppid ..."), or -1.
+static pid_t parent_of(pid_t pid) {
+    char path[48] = "/proc/", digits[24] = {0}, stat[512];
+    strcat(path, decimal(digits + 23, pid));
+    strcat(path, "/stat");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    stat[n] = 0;
+    char* end = strrchr(stat, ')');
+    if (!end || end + 4 >= stat + n) return -1;
+    return pid_t(atol(end + 4));
+}
+
+static void on_sigint(int signum, siginfo_t* info, void* context) {
+    if (getpid() == owner && info->si_code == SI_USER && info->si_pid != owner && parent_of(info->si_pid) == owner) {
+        say_pid("sbvsr-train: stopping at once: loader worker ", info->si_pid,
+                " failed (its error is printed above)\n");
+        std::quick_exit(1);
+    }
+    if (pythons_sigint.sa_flags & SA_SIGINFO) pythons_sigint.sa_sigaction(signum, info, context);
+    else if (pythons_sigint.sa_handler != SIG_DFL && pythons_sigint.sa_handler != SIG_IGN)
+        pythons_sigint.sa_handler(signum);
+}
+
+// Puts `handler` on `signum` and keeps the one found in `previous`; nothing when it is there already.
+static bool wrap(int signum, void (*handler)(int, siginfo_t*, void*), struct sigaction* previous, int flags) {
+    struct sigaction current, ours;
+    sigaction(signum, nullptr, &current);
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == handler) return true;
+    *previous = current;
+    memset(&ours, 0, sizeof ours);
+    sigemptyset(&ours.sa_mask);
+    ours.sa_sigaction = handler;
+    ours.sa_flags = SA_SIGINFO | flags;
+    return sigaction(signum, &ours, nullptr) == 0;
+}
+
+static int install() {
+    owner = getpid();
+    // SIGINT keeps Python's flags: no SA_RESTART, so that a blocking call returns and Python's handler runs.
+    return wrap(SIGCHLD, on_sigchld, &jittors_sigchld, SA_RESTART) &&
+           wrap(SIGINT, on_sigint, &pythons_sigint, SA_ONSTACK);
+}
+}
+"""
 
 _state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_hook': False, 'received': None}
 
@@ -67,14 +167,27 @@ def _forked_child():
 
 
 def install(loader_workers=False):
-    """Put our handlers on SIGINT and SIGTERM (again: after importing Jittor) and, unless Jittor's
-    loader workers will run, the default action on SIGCHLD. Only inside `handled()`."""
+    """Put our handlers on SIGINT and SIGTERM (again: after importing Jittor) and on SIGCHLD the
+    default action or, when Jittor's loader workers will run (Jittor is imported), the C handlers
+    of `_LOADER_HEADER` in front of Jittor's SIGCHLD handler and our SIGINT one. Only inside
+    `handled()`."""
     if not _state['depth'] or threading.current_thread() is not threading.main_thread():
         return
     for signum in SIGNALS:
         signal.signal(signum, _raise)
-    if not loader_workers:
+    if loader_workers:
+        _guard_loader_workers()
+    else:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _guard_loader_workers():
+    """Put the C handlers of `_LOADER_HEADER` in front of Jittor's SIGCHLD handler and our SIGINT one."""
+    import jittor as jt  # here: this module is imported, and its handlers set, before Jittor
+    with jt.flag_scope(use_cuda=0):
+        if int(jt.code([1], 'int32', [], cpu_header=_LOADER_HEADER,
+                       cpu_src='@out(0) = sbvsr_loader_signals::install();').item()) != 1:
+            raise OSError('the signal handlers for loader workers could not be installed')
 
 
 class handled:  # noqa: N801 (used as `with interrupt.handled():`)

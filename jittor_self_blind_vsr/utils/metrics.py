@@ -20,6 +20,8 @@ from skimage.metrics import structural_similarity
 
 DATA_RANGE = 255.0
 SSIM_WINDOW = 11
+# Pixels the original's get_PSNR_SSIM crops from every side before scoring.
+CROP_BORDER = 4
 _SSIM_OPTIONS = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                      data_range=DATA_RANGE, K1=0.01, K2=0.03)
 
@@ -45,7 +47,7 @@ def _checked_pair(img1, img2, crop_border):
     return crop(img1, crop_border), crop(img2, crop_border)
 
 
-def calc_psnr(img1, img2, crop_border=4):
+def calc_psnr(img1, img2, crop_border=CROP_BORDER):
     """PSNR in dB of two [0, 255] images; inf when they are identical."""
     img1, img2 = _checked_pair(img1, img2, crop_border)
     diff = img1.astype(np.float64) - img2.astype(np.float64)
@@ -69,7 +71,7 @@ def calc_psnr_float(img1, img2, rgb_range=1, shave=4):
     return 20 * math.log10(1 / math.sqrt(mse))
 
 
-def calc_ssim(img1, img2, crop_border=4):
+def calc_ssim(img1, img2, crop_border=CROP_BORDER):
     """MATLAB-style SSIM of two [0, 255] images, averaged over channels."""
     img1, img2 = _checked_pair(img1, img2, crop_border)
     if min(img1.shape[:2]) < SSIM_WINDOW:

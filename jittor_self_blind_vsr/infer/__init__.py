@@ -1,0 +1,14 @@
+"""The library behind `sbvsr-infer` (inference.py), one module per responsibility:
+
+* sources: finding the clips of an input or GT path and reading their frames;
+* restorer: loading the model, warming it up and restoring window after window,
+  each frame's features computed once (imports Jittor: import it after
+  `runtime.import_jittor`);
+* results: the staged results folder, inference_log.txt, metrics.json/csv, and
+  swapping a finished result in for an earlier one.
+"""
+from jittor_self_blind_vsr.utils.cli import UserError
+
+
+class InferenceError(UserError):
+    """Bad input or an unusable model: reported as one sentence, exit status 1."""

@@ -1,0 +1,135 @@
+"""The model side of inference: load and check a model file, compile it for each frame size,
+and restore a clip window after window, computing each frame's features only once.
+
+Imports Jittor: an entry point calls `runtime.import_jittor(device)` before importing this.
+"""
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import jittor as jt
+import numpy as np
+
+from jittor_self_blind_vsr.infer import InferenceError
+from jittor_self_blind_vsr.infer.sources import model_inputs, window_indices
+from jittor_self_blind_vsr.model import load_checked
+from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+from jittor_self_blind_vsr.model.specification import config_from_state_dict
+from jittor_self_blind_vsr.runtime import current_device
+from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
+
+
+def read_model_file(path):
+    """(state dict, PWC_Recons configuration its tensor shapes imply) of a .pkl or .pt file."""
+    state = load_state_dict_file(path)
+    if 'in_conv.0.weight' not in state:
+        raise InferenceError(f'{path} holds no Self-Blind-VSR model (it has no in_conv.0.weight)')
+    return state, config_from_state_dict(state, path)
+
+
+def load_model(path, scale, n_seq, align_corners):
+    """(network in eval mode on the current device, its configuration) from a model file that
+    fits `scale` and `n_seq` frames of RGB."""
+    state, config = read_model_file(path)
+    if config['scale'] != scale:
+        raise InferenceError(f'the model upsamples by {config["scale"]}, but --scale is {scale}')
+    if config['n_sequence'] != n_seq or config['n_colors'] != 3:
+        raise InferenceError(f'the model takes {config["n_sequence"]} frames of {config["n_colors"]} channels, '
+                             f'but --n_seq is {n_seq} on RGB frames')
+    try:
+        net = PWC_Recons(**config, device=current_device(), align_corners=align_corners)
+    except Exception as error:  # the shapes of a damaged or foreign file can imply any configuration
+        raise InferenceError(f'{path} does not fit the model: its shapes imply a configuration '
+                             f'the model cannot be built with ({error})') from None
+    load_checked(net, state, path)
+    net.eval()
+    return net, config
+
+
+def _vars(obj):
+    if isinstance(obj, jt.Var):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [v for item in obj for v in _vars(item)]
+    return []
+
+
+class WindowRestorer:
+    """Restores consecutive windows, computing each frame's features only once.
+
+    `net.frame_features` (in_conv + extra_feat, PWC-Net's feature pyramid) of a frame is
+    kept while a later window still contains that frame, so a clip costs one feature pass
+    per frame instead of n_seq.
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.cache = {}
+
+    def restore(self, indices, frames):
+        """The (1,3,H,W) output Var of one window, computed; `frames`: {index: (1,3,h,w) float32
+        array} holding at least the indices whose features are not cached."""
+        for index in indices:
+            if index not in self.cache:
+                var = jt.array(frames[index])
+                features = self.net.frame_features(var)
+                # Materialised now, every window runs the same graph (and so the same
+                # compiled kernels) whichever of its frames are new.
+                jt.sync(_vars(features))
+                self.cache[index] = (var, features)
+        window = [self.cache[i] for i in indices]
+        recons = self.net.recons_from_features([v for v, _ in window], [f for _, f in window])
+        recons.sync()
+        return recons
+
+    def forget_all_but(self, keep):
+        for index in [i for i in self.cache if i not in keep]:
+            del self.cache[index]
+
+
+def warm_up(net, height, width, n_seq):
+    """Compile every kernel of one restoration at this frame size; returns the seconds taken."""
+    start = time.perf_counter()
+    zeros = {i: np.zeros((1, 3, height, width), np.float32) for i in range(n_seq)}
+    WindowRestorer(net).restore(list(range(n_seq)), zeros).numpy()
+    return time.perf_counter() - start
+
+
+@dataclass
+class RestoredFrame:
+    name: str
+    output: jt.Var  # (1,3,H,W) as the network returned it, computed
+    gt: Optional[np.ndarray]  # uint8 HxWx3, when the clip has ground truth
+    pre_time: float  # reading, cropping and normalising the frames this window adds
+    forward_time: float  # the network, synchronised
+
+
+def restore_clip(restorer, clip, n_seq, border, size, scale):
+    """RestoredFrame of the centre of every window of `clip` (LR frames cropped to `size`), in order."""
+    windows = window_indices(clip.lr.count, n_seq, border)
+    centre = n_seq // 2
+    last_use = {}
+    for k, window in enumerate(windows):
+        for index in window:
+            last_use[index] = k
+    inputs = model_inputs(clip, size, scale, {w[centre] for w in windows})
+    frames, gts, next_index = {}, {}, 0
+    try:
+        for k, window in enumerate(windows):
+            start = time.perf_counter()
+            while next_index <= max(window):
+                index, lr, gt = next(inputs)
+                frames[index], gts[index] = lr, gt
+                next_index += 1
+            pre = time.perf_counter()
+            recons = restorer.restore(window, frames)
+            forward = time.perf_counter()
+            keep = {i for i, last in last_use.items() if last > k}
+            restorer.forget_all_but(keep)
+            for stale in [i for i in frames if i not in keep]:
+                del frames[stale]
+            index = window[centre]
+            yield RestoredFrame(clip.lr.frame_name(index), recons, gts.pop(index, None), pre - start, forward - pre)
+    finally:
+        inputs.close()
+        restorer.forget_all_but(set())

@@ -1,0 +1,174 @@
+"""The clips to restore: found in a video file, a folder of frames or a folder of such
+folders, paired with their ground truth, checked, and read frame by frame."""
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from jittor_self_blind_vsr.infer import InferenceError
+from jittor_self_blind_vsr.utils.image_io import ImageReadError, image_size, list_images, list_subfolders, read_image
+from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, SSIM_WINDOW
+
+
+@dataclass
+class FrameSource:
+    """The frames of one clip: image files, or a video file OpenCV decodes."""
+    label: str
+    count: int
+    size: tuple  # (height, width)
+    paths: Optional[list] = None
+    video: Optional[str] = None
+    fps: Optional[float] = None
+
+    def frame_name(self, index):
+        if self.paths is not None:
+            return os.path.splitext(os.path.basename(self.paths[index]))[0]
+        return f'{index:08d}'
+
+    def frames(self):
+        """RGB uint8 frames in order."""
+        if self.paths is not None:
+            for path in self.paths:
+                yield read_image(path)
+            return
+        capture = cv2.VideoCapture(self.video)
+        try:
+            for index in range(self.count):
+                ok, bgr = capture.read()
+                if not ok:
+                    raise ImageReadError(f'cannot decode frame {index} of the video {self.video}')
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+
+def probe_image_folder(folder):
+    paths = list_images(folder)
+    if not paths:
+        raise InferenceError(f'no .png/.jpg/.bmp frames in {folder}')
+    sizes = [image_size(p) for p in paths]
+    for path, size in zip(paths, sizes):
+        if size != sizes[0]:
+            raise InferenceError(f'frames of one clip must have one size, but {path} is {size[1]}x{size[0]} '
+                                 f'and {paths[0]} is {sizes[0][1]}x{sizes[0][0]}')
+    return FrameSource(label=folder, count=len(paths), size=sizes[0], paths=paths)
+
+
+def probe_video(path):
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise InferenceError(f'{path} is neither a folder nor a video file OpenCV can read')
+        count, size = 0, None
+        while capture.grab():  # frame counts in container headers are estimates
+            if size is None:
+                ok, frame = capture.retrieve()
+                size = frame.shape[:2] if ok else None
+            count += 1
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    if count == 0 or size is None:
+        raise InferenceError(f'{path} is neither a folder nor a video file OpenCV can read')
+    return FrameSource(label=path, count=count, size=tuple(size), video=path, fps=fps if fps > 0 else None)
+
+
+def find_clips(path, role):
+    """({clip name: FrameSource}, is_collection) for a video file, a frame folder or a folder of them.
+
+    A folder holding image files is one clip; any other folder holds one clip per sub-folder.
+    """
+    if not os.path.exists(path):
+        raise InferenceError(f'the {role} path {path} does not exist')
+    if os.path.isfile(path):
+        return {os.path.splitext(os.path.basename(path))[0]: probe_video(path)}, False
+    if list_images(path):
+        return {os.path.basename(os.path.abspath(path)): probe_image_folder(path)}, False
+    folders = list_subfolders(path)
+    if not folders:
+        raise InferenceError(f'the {role} path {path} holds neither frames nor video folders')
+    return {os.path.basename(f): probe_image_folder(f) for f in folders}, True
+
+
+@dataclass
+class Clip:
+    name: str
+    lr: FrameSource
+    gt: Optional[FrameSource]
+
+
+def pair_clips(lr_clips, lr_collection, gt_clips, gt_collection, scale):
+    if gt_clips is None:
+        return [Clip(name, source, None) for name, source in lr_clips.items()]
+    if lr_collection != gt_collection:
+        raise InferenceError('the input and GT paths must have the same form (both one clip, or both folders of '
+                             'video folders)')
+    if lr_collection and list(lr_clips) != list(gt_clips):
+        only_lr = sorted(set(lr_clips) - set(gt_clips))
+        only_gt = sorted(set(gt_clips) - set(lr_clips))
+        raise InferenceError(f'the input and GT folders hold different videos (only in input: {only_lr or "-"}; '
+                             f'only in GT: {only_gt or "-"})')
+    clips = []
+    for (name, lr), gt in zip(lr_clips.items(), gt_clips.values()):
+        if lr.count != gt.count:
+            raise InferenceError(f'video {name} has {lr.count} input frames but {gt.count} GT frames')
+        want = (lr.size[0] * scale, lr.size[1] * scale)
+        if gt.size != want:
+            raise InferenceError(f'GT frames of video {name} are {gt.size[1]}x{gt.size[0]}, but {scale} times the '
+                                 f'input size {lr.size[1]}x{lr.size[0]} is {want[1]}x{want[0]}')
+        clips.append(Clip(name, lr, gt))
+    return clips
+
+
+def window_indices(n_frames, n_seq, border):
+    """Frame indices of each window, as the original's gene_seq groups file names.
+
+    With border the list is extended by its first and last n_seq//2 entries (not by
+    repeating the edge frame), so every frame is the centre of one window.
+    """
+    half = n_seq // 2
+    order = list(range(n_frames))
+    if border:
+        order = order[:half] + order + order[max(n_frames - half, 0):]
+    return [order[i:i + n_seq] for i in range(len(order) - 2 * half)]
+
+
+def cropped_size(size, mode):
+    return size[0] - size[0] % mode, size[1] - size[1] % mode
+
+
+def collect_clips(args):
+    """Everything about the inputs that can be checked before any result is written."""
+    lr_clips, lr_collection = find_clips(args.input_path, 'input')
+    gt_clips, gt_collection = (None, None) if args.gt_path is None else find_clips(args.gt_path, 'GT')
+    clips = pair_clips(lr_clips, lr_collection, gt_clips, gt_collection, args.scale)
+    for clip in clips:
+        height, width = cropped_size(clip.lr.size, args.size_must_mode)
+        if min(height, width) == 0:
+            raise InferenceError(f'frames of video {clip.name} are smaller than --size_must_mode')
+        if not window_indices(clip.lr.count, args.n_seq, args.border):
+            extra = '' if args.border else ' (or --border)'
+            raise InferenceError(f'video {clip.name} has {clip.lr.count} frames, too few for a {args.n_seq}-frame '
+                                 f'window{extra}')
+        if clip.gt is not None and min(height, width) * args.scale - 2 * CROP_BORDER < SSIM_WINDOW:
+            raise InferenceError(f'frames of video {clip.name} are too small to score: SSIM needs '
+                                 f'{SSIM_WINDOW}x{SSIM_WINDOW} pixels after cropping {CROP_BORDER} from each side')
+    return clips
+
+
+def model_inputs(clip, size, scale, gt_needed):
+    """(index, (1,3,h,w) float32 input in [0,1], uint8 GT frame or None) of every frame in order:
+    LR frames cropped to `size` (h, w), GT frames (only those in `gt_needed`) to `scale` times it."""
+    gt_frames = clip.gt.frames() if clip.gt is not None else None
+    h, w = size
+    for index, frame in enumerate(clip.lr.frames()):
+        gt = next(gt_frames) if gt_frames is not None else None
+        if gt is not None and index in gt_needed:
+            gt = np.ascontiguousarray(gt[:h * scale, :w * scale])
+        else:
+            gt = None
+        # the original: float64 -> float32 tensor, then *(1/255) in float32
+        lr = frame[:h, :w].astype(np.float32).transpose(2, 0, 1)[None] * np.float32(1 / 255)
+        yield index, np.ascontiguousarray(lr), gt
