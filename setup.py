@@ -2,6 +2,7 @@ from setuptools import find_packages, setup
 
 ONEDNN = 'platform_system == "Linux" and platform_machine == "x86_64"'
 TORCH = 'torch==2.13.0'
+TEMPLATES = 'jittor_self_blind_vsr.templates'
 
 setup(
     name='jittor-self-blind-vsr',
@@ -11,8 +12,12 @@ setup(
     long_description_content_type='text/markdown',
     license='MIT',
     classifiers=['License :: OSI Approved :: MIT License'],
-    python_requires='>=3.8',
-    packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']),
+    python_requires='>=3.9',
+    # The templates stay in the repository's top-level templates/ and ship inside the package as
+    # jittor_self_blind_vsr.templates (found with importlib.resources in option/__init__.py).
+    packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']) + [TEMPLATES],
+    package_dir={TEMPLATES: 'templates'},
+    package_data={TEMPLATES: ['*.cfg']},
     install_requires=[
         'jittor>=1.3.9,<1.4',
         # Jittor's own oneDNN 2.2 build, from PyPI instead of Jittor's download server.
@@ -28,7 +33,8 @@ setup(
     ],
     extras_require={
         'convert': [TORCH],
-        'test': ['pytest', TORCH],
+        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline
+        'test': ['pytest', 'setuptools>=70.1', TORCH],
     },
     entry_points={'console_scripts': [
         'sbvsr-train = jittor_self_blind_vsr.main:main',

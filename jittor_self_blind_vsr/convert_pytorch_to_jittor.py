@@ -8,21 +8,17 @@ built with it, and writes a plain pickled dict {key: float32 ndarray} atomically
 """
 import argparse
 import os
-import re
 import sys
 import tempfile
 
-if __package__ in (None, ''):
-    # Run as a file from inside jittor_self_blind_vsr/: import the package from its parent,
-    # not this folder's sub-packages as top-level modules.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from jittor_self_blind_vsr.model import foreign_sentence, load_checked  # noqa: E402
-from jittor_self_blind_vsr.model.specification import (  # noqa: E402
+from jittor_self_blind_vsr.model import foreign_sentence, load_checked
+from jittor_self_blind_vsr.model.specification import (
     MODEL_PARTS, PUBLISHED_CONFIG, config_from_state_dict)
-from jittor_self_blind_vsr.utils import interrupt  # noqa: E402
-from jittor_self_blind_vsr.utils.checkpoint import (  # noqa: E402
+from jittor_self_blind_vsr.utils import interrupt
+from jittor_self_blind_vsr.utils.checkpoint import (
     FLOW_PREFIX, CheckpointError, is_flow_only, read_checkpoint, save_state_dict_file, state_dict_from)
+from jittor_self_blind_vsr.utils.cli import run_command
+
 
 def _format_config(config):
     return ', '.join(f'{k}={v}' for k, v in config.items())
@@ -105,24 +101,15 @@ def convert(args):
     print(f'Wrote {args.jittor_model}')
 
 
+def _kept(path):
+    return f'{path} is unchanged' if os.path.lexists(path) else f'{path} was not written'
+
+
 def main(argv=None):
     args = _parse_args(argv)
     os.environ.setdefault('log_silent', '1')  # Jittor's compile chatter would bury the report
-    try:
-        with interrupt.handled():
-            convert(args)
-    except CheckpointError as exc:
-        print(f'error: {_one_line(str(exc))}.', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:
-        kept = 'is unchanged' if os.path.lexists(args.jittor_model) else 'was not written'
-        print(f'interrupted ({interrupt.signal_name(exc)}): {args.jittor_model} {kept}', file=sys.stderr)
-        return interrupt.exit_code(exc)
-    return 0
-
-
-def _one_line(text):
-    return re.sub(r'\s+', ' ', text).strip().rstrip('.')
+    return run_command('sbvsr-convert', lambda: convert(args), kept=lambda: _kept(args.jittor_model),
+                       write_target=args.jittor_model)
 
 
 if __name__ == '__main__':

@@ -30,7 +30,9 @@ from jittor_self_blind_vsr.option import int_range, positive_float, positive_int
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_bytes_atomic, write_image
+from jittor_self_blind_vsr.utils.cli import UserError, run_command
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 SCALE = 4
@@ -55,7 +57,7 @@ LABEL_HEIGHT = 16
 GAP = 4
 
 
-class DemoError(Exception):
+class DemoError(UserError):
     """The demo cannot run as asked; the message is one sentence for the user."""
 
 
@@ -271,10 +273,7 @@ def prepare_output(output):
 
 def run(args):
     start = time.perf_counter()
-    try:
-        import_jittor(args.device)
-    except RuntimeError as error:
-        raise DemoError(str(error)) from None
+    import_jittor(args.device)
     interrupt.install()
     folders = prepare_output(args.output)
     print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
@@ -298,21 +297,8 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with interrupt.handled():
-            run(args)
-    except KeyboardInterrupt as error:
-        print(f'sbvsr-demo: interrupted ({interrupt.signal_name(error)}): {args.output} keeps the steps that '
-              f'finished (a rerun replaces them)', file=sys.stderr)
-        return interrupt.exit_code(error)
-    except DemoError as error:
-        print(f'sbvsr-demo: {error}', file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f'sbvsr-demo: cannot write the demo output: {error.strerror or error} ({error.filename})',
-              file=sys.stderr)
-        return 1
-    return 0
+    return run_command('sbvsr-demo', lambda: run(args), write_target=args.output,
+                       kept=lambda: f'{args.output} keeps the steps that finished (a rerun replaces them)')
 
 
 if __name__ == '__main__':

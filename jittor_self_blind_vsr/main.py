@@ -3,27 +3,20 @@
 Several processes: `mpirun -np N sbvsr-train ...` (Jittor's MPI mode) splits every
 batch over the processes and averages their gradients; only rank 0 writes files.
 """
-import os
 import sys
+from pathlib import Path
 
-if __name__ == '__main__' and sys.path and \
-        os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    # `python main.py` from inside the package: its sub-packages (data, model, utils...)
-    # must not shadow top-level modules, and the package itself must be importable.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from pathlib import Path  # noqa: E402
-
-from jittor_self_blind_vsr.option import OptionError, parse_args  # noqa: E402
-from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything  # noqa: E402
-from jittor_self_blind_vsr.utils import interrupt  # noqa: E402
+from jittor_self_blind_vsr.option import parse_args
+from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything
+from jittor_self_blind_vsr.utils import interrupt
+from jittor_self_blind_vsr.utils.cli import UserError, run_command
 
 # Looked up in --pretrain_models_dir, in this order (.pt and .pytorch are PyTorch files,
 # converted in memory).
 FLOW_WEIGHT_NAMES = ('network-default.pkl', 'network-default.pt', 'network-default.pytorch')
 
 
-class StartError(ValueError):
+class StartError(UserError, ValueError):
     """The run cannot start as asked; the message is one sentence."""
 
 
@@ -88,40 +81,15 @@ def run(args):
         ckp.done()
 
 
-def user_errors():
-    """Exceptions whose message is meant for the user (no traceback)."""
-    from jittor_self_blind_vsr.data import DatasetError
-    from jittor_self_blind_vsr.logger.logger import ExperimentError
-    from jittor_self_blind_vsr.model import StateDictMismatch
-    from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
-    from jittor_self_blind_vsr.utils.image_io import ImageReadError
-    return (OptionError, StartError, DatasetError, ImageReadError, ExperimentError, StateDictMismatch,
-            CheckpointError)
+def train(argv):
+    args = parse_args(argv)
+    import_jittor(args.device)  # before any module that imports Jittor
+    interrupt.install(loader_workers=args.n_threads > 0)
+    run(args)
 
 
 def main(argv=None):
-    try:
-        args = parse_args(argv)
-    except OptionError as error:
-        print(f'sbvsr-train: {error}', file=sys.stderr)
-        return 2
-    try:
-        with interrupt.handled():
-            try:
-                import_jittor(args.device)
-            except RuntimeError as error:
-                print(f'sbvsr-train: {error}', file=sys.stderr)
-                return 2
-            interrupt.install(loader_workers=args.n_threads > 0)
-            run(args)
-    except user_errors() as error:
-        print(f'sbvsr-train: {error}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as error:
-        kept = getattr(error, 'kept', 'nothing was written')
-        print(f'sbvsr-train: interrupted ({interrupt.signal_name(error)}): {kept}', file=sys.stderr)
-        return interrupt.exit_code(error)
-    return 0
+    return run_command('sbvsr-train', lambda: train(argv))
 
 
 if __name__ == '__main__':

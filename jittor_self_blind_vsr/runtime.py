@@ -1,7 +1,9 @@
 """Make Jittor work on a fresh, offline machine.
 
-Every entry point calls `import_jittor()` before Jittor does any work, because the
-decisions below are taken by Jittor at import time and cannot be undone later:
+Every entry point (the command lines, benchmarks, test scripts) calls `import_jittor()`
+before anything imports Jittor, because the decisions below are taken by Jittor at import
+time and cannot be undone later. Library modules import Jittor plainly and configure
+nothing, so importing them changes no environment variable and writes no file.
 
 * CUDA: Jittor compiles for CUDA as soon as it finds `nvcc`, takes whatever stack it
   finds and cannot go back to the CPU in the same process. The stack is checked first
@@ -14,6 +16,18 @@ decisions below are taken by Jittor at import time and cannot be undone later:
   server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
   `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
 * oneDNN's convolution kernel: see ONEDNN_MAX_CPU_ISA.
+* torch: Jittor imports torch at its own import whenever torch is installed (to work
+  around a clash of their libraries, `FIX_TORCH_ERROR` in jittor/compile_extern.py);
+  nothing here uses torch, so that import is switched off (`FIX_TORCH_ERROR=0`, unless the
+  user set the variable), which keeps inference and training free of torch.
+
+Importing Jittor first is supported: `import_jittor()` then takes that Jittor as it is.
+Its CUDA, oneDNN, ISA cap and torch import were fixed at its import by the user's own
+environment, none of the above is applied, and only the device is chosen among what that
+Jittor has ('auto' keeps its `jt.flags.use_cuda`), without a CUDA self-test; the compile
+guard is installed as usual. A program that uses the library without calling
+`import_jittor()` at all runs on whatever its Jittor import chose, without the compile
+guard (see compile_guard.py).
 """
 import functools
 import json
@@ -25,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 from jittor_self_blind_vsr import compile_guard, cuda_stack
+from jittor_self_blind_vsr.utils.cli import UserError
 
 DEVICES = ('auto', 'cpu', 'cuda')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
@@ -46,6 +61,10 @@ _state = {'device': None}
 ONEDNN_MAX_CPU_ISA = 'AVX512_MIC'
 # ISA caps under which oneDNN 2.2 may still choose brgconv on an AVX-512 core CPU.
 _BRGCONV_ISAS = ('ALL', 'AVX512_CORE', 'AVX512_CORE_VNNI', 'AVX512_CORE_BF16', 'AVX512_CORE_AMX')
+
+
+class DeviceError(UserError, RuntimeError):
+    """The device asked for cannot be used; the message says why."""
 
 
 def cuda_available():
@@ -159,7 +178,7 @@ def _probe_once(decision):
 def choose_device(device, environ=None):
     """Decide CPU or CUDA for `device` before Jittor's import: (device, variables to set,
     the line to show or ''). The line is a warning when a GPU answers but CUDA cannot be
-    used, and says which stack runs when CUDA is used. Raises RuntimeError with the
+    used, and says which stack runs when CUDA is used. Raises DeviceError with the
     reason when 'cuda' cannot be had."""
     environ = os.environ if environ is None else environ
     extras = cuda_stack.extras_env(environ)
@@ -178,7 +197,7 @@ def choose_device(device, environ=None):
     if decision.device == 'cuda':
         return 'cuda', decision.env, 'CUDA: ' + '; '.join(decision.notes)
     if device == 'cuda':
-        raise RuntimeError(f'--device cuda was asked for, but {decision.reason}')
+        raise DeviceError(f'--device cuda was asked for, but {decision.reason}')
     env = dict(decision.env, nvcc_path='')
     warning = '' if decision.quiet else f'warning: CUDA is not usable, running on the CPU: {decision.reason}'
     return 'cpu', env, warning
@@ -187,38 +206,54 @@ def choose_device(device, environ=None):
 def start_jittor(device):
     """Import Jittor (configured by the environment) and select `device`."""
     import jittor
+    return _select(jittor, device)
+
+
+def _select(jittor, device):
     if device == 'cuda' and not jittor.has_cuda:
-        raise RuntimeError('a CUDA GPU is present, but this Jittor process was started without CUDA')
+        raise DeviceError('a CUDA GPU is present, but this Jittor process was started without CUDA')
     compile_guard.install(jittor)
     jittor.flags.use_cuda = int(device == 'cuda')
     _state['device'] = device
     return jittor
 
 
-def import_jittor(device='auto'):
-    """Configure CUDA and oneDNN for `device` ('auto', 'cpu' or 'cuda'), import Jittor.
+def _adopt(jittor, device):
+    """The device for a Jittor the user imported before the runtime, as that import configured it."""
+    if device == 'cuda' and not jittor.has_cuda:
+        raise DeviceError('--device cuda was asked for, but Jittor was imported before '
+                           'jittor_self_blind_vsr.runtime and started without CUDA')
+    if device == 'auto':
+        device = 'cuda' if jittor.has_cuda and jittor.flags.use_cuda else 'cpu'
+    return _select(jittor, device)
 
-    'auto' after a device has been chosen keeps that choice: modules call
-    `import_jittor()` at import time, after an entry point may have picked 'cpu'
-    on a GPU machine. 'auto' with an unusable CUDA stack runs on the CPU after one
-    warning line on stderr (none when there is no GPU at all). Raises RuntimeError
-    with the reason when 'cuda' is asked for and cannot be used.
+
+def import_jittor(device='auto'):
+    """Configure CUDA, oneDNN and Jittor's torch import for `device` ('auto', 'cpu' or
+    'cuda'), import Jittor and return it.
+
+    Called again, 'auto' keeps the device chosen first and 'cpu' switches CUDA off. With
+    Jittor imported before the first call, that Jittor is taken as it was configured (see
+    the module's docstring). 'auto' with an unusable CUDA stack runs on the CPU after one
+    warning line on stderr (none when there is no GPU at all). Raises DeviceError with
+    the reason when 'cuda' is asked for and cannot be used.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if 'jittor' in sys.modules and _state['device'] is None:
-        raise RuntimeError('jittor was imported before jittor_self_blind_vsr.runtime could configure it')
     if _state['device'] is not None:
         if device == 'cuda' and _state['device'] != 'cuda':
             reason = 'no CUDA GPU is usable on this machine' if not cuda_available() else \
                 'this Jittor process was already started on the CPU'
-            raise RuntimeError(f'--device cuda was asked for, but {reason}')
+            raise DeviceError(f'--device cuda was asked for, but {reason}')
         import jittor
         if device == 'cpu':
             jittor.flags.use_cuda = 0
             _state['device'] = 'cpu'
         return jittor
+    if 'jittor' in sys.modules:
+        return _adopt(sys.modules['jittor'], device)
     os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
+    os.environ.setdefault('FIX_TORCH_ERROR', '0')
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
     chosen, env, line = choose_device(device)
     os.environ.update(env)
@@ -232,7 +267,7 @@ def import_jittor(device='auto'):
         if failure:  # the child passed the same test: the process itself differs
             jittor.flags.use_cuda = 0
             _state['device'] = 'cpu'
-            raise RuntimeError(f'CUDA passed its self-test in a child process but not here: {failure}; '
+            raise DeviceError(f'CUDA passed its self-test in a child process but not here: {failure}; '
                                'run with --device cpu')
     return jittor
 
@@ -281,7 +316,8 @@ def current_device():
 
 def seed_everything(seed):
     """Seed Python's, NumPy's and Jittor's generators."""
+    import jittor
     import numpy as np
     random.seed(seed)
     np.random.seed(seed)
-    import_jittor().set_global_seed(seed)
+    jittor.set_global_seed(seed)

@@ -18,23 +18,21 @@ import shutil
 import sys
 import tempfile
 
-if __name__ == '__main__' and not __package__:  # run as a file from inside the package folder
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from scipy import io as scio
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from scipy import io as scio  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from jittor_self_blind_vsr.option import positive_int, seed_int  # noqa: E402
-from jittor_self_blind_vsr.utils import degradation, interrupt  # noqa: E402
-from jittor_self_blind_vsr.utils.image_io import (  # noqa: E402
-    ImageReadError, image_size, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
+from jittor_self_blind_vsr.option import positive_int, seed_int
+from jittor_self_blind_vsr.utils import degradation, interrupt
+from jittor_self_blind_vsr.utils.cli import UserError, run_command
+from jittor_self_blind_vsr.utils.image_io import (
+    image_size, list_images, list_subfolders, read_image, write_bytes_atomic, write_image)
 
 KERNEL_TYPES = ('Gaussian', 'Realistic')
 STAGING_PREFIX = '.sbvsr-gene-dataset.partial-'
 
 
-class GenerationError(Exception):
+class GenerationError(UserError):
     """Bad input for the generation script; the message is one sentence for the user."""
 
 
@@ -184,21 +182,10 @@ def _generate(videos, dirs, in_place, kind, scale, seed, progress):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        with interrupt.handled():
-            generate(args.HR_root, args.save_root, args.type, args.scale, args.seed, args.crop)
-    except (GenerationError, ImageReadError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f'error: cannot write the test set: {err.strerror or err} ({err.filename or args.save_root}); '
-              f'{args.save_root} is unchanged', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as err:
-        print(f'interrupted ({interrupt.signal_name(err)}): no file was written; {args.save_root} is unchanged',
-              file=sys.stderr)
-        return interrupt.exit_code(err)
-    return 0
+    return run_command('sbvsr-gene-dataset',
+                       lambda: generate(args.HR_root, args.save_root, args.type, args.scale, args.seed, args.crop),
+                       kept=lambda: f'no file was written; {args.save_root} is unchanged',
+                       write_target=args.save_root)
 
 
 if __name__ == '__main__':

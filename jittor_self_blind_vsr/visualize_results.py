@@ -15,11 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-if __package__ in (None, ''):  # started as `python visualize_results.py` from inside the package folder
-    # import the package from its parent, not this folder's sub-packages as top-level modules
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from jittor_self_blind_vsr.utils.image_io import write_bytes_atomic
+from jittor_self_blind_vsr.utils.cli import UserError, run_command
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 
 # Seconds per frame, in our logs as in the original's: pre (reading the frames), forward (the
 # network), post (the output fetched, scored and written); total is their sum.
@@ -31,7 +28,7 @@ FRAME_LINE = re.compile(rf'^> (.+)-([^-\s]+) (?:PSNR={_NUMBER}, SSIM={_NUMBER} )
 CHARTS = ('quality_per_video.png', 'psnr_per_frame.png', 'time_breakdown.png', 'quality_vs_speed.png')
 
 
-class VisualizeError(Exception):
+class VisualizeError(UserError):
     """Unusable input: reported as one sentence, exit status 1."""
 
 
@@ -287,22 +284,21 @@ def build_parser():
     return parser
 
 
+def visualize(args):
+    if args.labels is not None and len(args.labels) != len(args.runs):
+        raise VisualizeError(f'--labels names {len(args.labels)} runs, but {len(args.runs)} were given')
+    labels = args.labels or [None] * len(args.runs)
+    runs = [load_run(path, label) for path, label in zip(args.runs, labels)]
+    if len({run.label for run in runs}) != len(runs):
+        raise VisualizeError('two runs have the same label; name them with --labels')
+    for path in draw_all(runs, args.output_dir):
+        print(path)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        if args.labels is not None and len(args.labels) != len(args.runs):
-            raise VisualizeError(f'--labels names {len(args.labels)} runs, but {len(args.runs)} were given')
-        labels = args.labels or [None] * len(args.runs)
-        runs = [load_run(path, label) for path, label in zip(args.runs, labels)]
-        if len({run.label for run in runs}) != len(runs):
-            raise VisualizeError('two runs have the same label; name them with --labels')
-        written = draw_all(runs, args.output_dir)
-    except (VisualizeError, OSError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
+    return run_command('sbvsr-visualize', lambda: visualize(args), write_target=args.output_dir,
+                       kept=lambda: f'{args.output_dir} holds only complete charts')
 
 
 if __name__ == '__main__':

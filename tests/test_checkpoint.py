@@ -389,25 +389,19 @@ def test_zip_that_is_not_a_torch_file(tmp_path):
 # ---------------------------------------------------------------- hostile files: bounded work
 
 # Loads one file in a fresh process whose address space is capped at 2 GiB, and reports the
-# refusal, the seconds taken and, in a second load, the peak of traced allocations (numpy's
-# arrays included; tracing makes allocation-heavy Python up to 30 times slower).
+# refusal and the peak of traced allocations (numpy's arrays included). Work that grows with what
+# the file claims (2**40 leaves in billion_laughs(40)) would not end within the timeout.
 _LOAD_BOUNDED = '''
-import json, resource, sys, time, tracemalloc
+import json, resource, sys, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, read_checkpoint
-
-def load():
-    try:
-        read_checkpoint(sys.argv[1])
-    except CheckpointError as exc:
-        return str(exc)
-
-start = time.perf_counter()
-message = load()
-seconds = time.perf_counter() - start
 tracemalloc.start()
-load()
-print(json.dumps({'message': message, 'seconds': seconds, 'peak': tracemalloc.get_traced_memory()[1]}))
+try:
+    read_checkpoint(sys.argv[1])
+    message = None
+except CheckpointError as exc:
+    message = str(exc)
+print(json.dumps({'message': message, 'peak': tracemalloc.get_traced_memory()[1]}))
 '''
 
 
@@ -443,7 +437,6 @@ def assert_refused_quickly(path, pattern):
     result = load_bounded(path)
     size = os.path.getsize(path)
     assert result['message'] is not None and re.search(pattern, result['message']), result
-    assert result['seconds'] < 5, result
     # The bound: the file itself, the objects its pickle may build (4 times its size and 1 MiB),
     # and the reader's own work, no more than the file again and 1 MiB.
     assert result['peak'] < 6 * size + (2 << 20), (result, size)

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from jittor_self_blind_vsr.runtime import import_jittor
 
 jt = import_jittor()
@@ -27,6 +29,7 @@ def test_install_is_idempotent():
     assert compile_hook_address() == before
 
 
+@pytest.mark.slow
 def test_parallel_compilation_of_shared_convolutions_is_correct():
     """Forward and both backward convolutions of many geometries sharing one input and one
     weight, compiled by Jittor's compiler threads in a fresh process, against float64 torch."""

@@ -91,6 +91,7 @@ def test_bad_options_are_one_sentence(tmp_path, capsys):
     assert [p.name for p in foreign.iterdir()] == ['data']
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_images_and_prints_matching_scores(tmp_path, capsys):
     out = tmp_path / 'demo'
     assert demo.main(['--output', str(out), '--epochs', '1', '--iters_per_epoch', '1',

@@ -148,7 +148,7 @@ def test_errors_are_one_sentence_non_zero_and_write_nothing(tmp_path, capsys, pr
     code, err = run_main(['--HR_root', str(hr), '--save_root', str(out)], capsys)
     assert code == 1
     assert message in err
-    assert err.startswith('error: ') and err.count('\n') == 1 and 'Traceback' not in err
+    assert err.startswith('sbvsr-gene-dataset: ') and err.count('\n') == 1 and 'Traceback' not in err
     assert not out.exists()
 
 
@@ -163,7 +163,8 @@ def test_unwritable_save_root_is_one_sentence(tmp_path, capsys):
     make_hr_clips(tmp_path / 'hr', n_videos=1, n_frames=1)
     (tmp_path / 'file').write_text('a file, not a folder')
     code, err = run_main(['--HR_root', str(tmp_path / 'hr'), '--save_root', str(tmp_path / 'file')], capsys)
-    assert code == 1 and err.startswith('error: cannot write the test set') and err.count('\n') == 1
+    assert code == 1 and err.startswith('sbvsr-gene-dataset: ') and err.count('\n') == 1
+    assert err.rstrip().endswith(f'no file was written; {tmp_path / "file"} is unchanged'), err
 
 
 def test_bad_type_is_an_argparse_error(tmp_path, capsys):
@@ -184,7 +185,7 @@ def test_runs_as_a_file_from_inside_the_package_folder(tmp_path):
                           '--save_root', str(tmp_path / 'out2')],
                          cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1
-    assert bad.stderr.strip().startswith('error: HR_root') and 'Traceback' not in bad.stderr
+    assert bad.stderr.strip().startswith('sbvsr-gene-dataset: HR_root') and 'Traceback' not in bad.stderr
 
 
 def test_console_script_is_installed(tmp_path):
@@ -211,8 +212,8 @@ def test_full_disk_leaves_save_root_as_it_was_and_names_it(tmp_path, capsys, mon
     monkeypatch.setattr(gene, 'write_image', full_disk)
     code, err = run_main(argv + ['--seed', '2'], capsys)
     assert code == 1
-    assert err.splitlines()[-1] == (f'error: cannot write the test set: No space left on device '
-                                    f'({tmp_path / "out"}); {tmp_path / "out"} is unchanged')
+    assert err.splitlines()[-1] == (f'sbvsr-gene-dataset: No space left on device ({tmp_path / "out"}); '
+                                    f'no file was written; {tmp_path / "out"} is unchanged')
     assert snapshot(tmp_path / 'out') == before
     calls.clear()
     assert run_main(['--HR_root', str(tmp_path / 'hr'), '--save_root', str(tmp_path / 'new' / 'set')], capsys)[0] == 1
@@ -241,6 +242,6 @@ def test_a_signal_mid_run_leaves_the_earlier_set_byte_identical(tmp_path, capsys
     before = snapshot(tmp_path / 'out')
     code, err = signal_when_ready(SLOW_GENERATION, argv + ['--seed', '2'], signum)
     assert code == 128 + signum, err[-3000:]
-    assert err.strip().splitlines()[-1] == (f'interrupted ({signal.Signals(signum).name}): no file was written; '
-                                            f'{tmp_path / "out"} is unchanged')
+    assert err.strip().splitlines()[-1] == (f'sbvsr-gene-dataset: interrupted ({signal.Signals(signum).name}): '
+                                            f'no file was written; {tmp_path / "out"} is unchanged')
     assert snapshot(tmp_path / 'out') == before

@@ -521,7 +521,8 @@ def test_full_disk_at_the_start_leaves_nothing_and_names_the_folder(data, tmp_pa
     monkeypatch.setattr(results, 'open', FullDisk, raising=False)
     out = tmp_path / 'out'
     err = refused(data, capsys, cli(data, out), 'No space left on device')
-    assert err == f'sbvsr-infer: No space left on device (the results in {out / "REDS4" / "Gaussian"})'
+    final = out / 'REDS4' / 'Gaussian'
+    assert err == f'sbvsr-infer: No space left on device (the results in {final}); no results were written; {final} was not created'
     assert not out.exists()
 
 

@@ -108,7 +108,7 @@ def test_templates_parse_and_their_values_are_checked(tmp_path, monkeypatch):
     for name in option.template_names():
         option.parse_args(['--template', name])
     (tmp_path / 'bad.cfg').write_text('gamma = nan\n')
-    monkeypatch.setattr(option, 'TEMPLATE_DIR', tmp_path)
+    monkeypatch.setattr(option, 'template_dir', lambda: tmp_path)
     with pytest.raises(option.OptionError) as error:
         option.parse_args(['--template', 'bad'])
     assert str(error.value) == f"{tmp_path / 'bad.cfg'}: gamma must be a number in (0, 1], not 'nan'"

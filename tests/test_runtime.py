@@ -4,7 +4,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +48,14 @@ def test_conv_runs_on_onednn():
 
 
 @needs_x86_linux
-def test_onednn_conv_is_fast():
-    # Jittor's fallback (reindex + reduce) needs well over a second for this conv on 2 cores
+def test_trunk_sized_conv_runs_on_onednn():
+    # Jittor's fallback (reindex + reduce) needs well over a second for this conv on 2 cores, oneDNN
+    # milliseconds; asserted on the op Jittor runs, not on the clock
     conv = jt.nn.Conv2d(128, 128, 3, padding=1)
     x = jt.random((1, 128, 64, 64))
     conv(x).sync()
-    start = time.perf_counter()
-    conv(x).sync()
-    assert time.perf_counter() - start < 0.1
+    _, ops = executed_ops(lambda: conv(x).sync())
+    assert ops.count('mkl_conv') == 1
 
 
 _FRESH_CHILD = r'''
@@ -97,6 +96,7 @@ print('RESULT ' + json.dumps({
 '''
 
 
+@pytest.mark.slow
 @needs_x86_linux
 def test_fresh_machine_offline(tmp_path):
     """Empty HOME (so an empty ~/.cache/jittor), no network: Jittor builds itself and uses oneDNN."""
@@ -165,8 +165,8 @@ def test_seed_everything_repeats_draws():
 
 
 def test_auto_keeps_an_explicit_cpu_choice_on_a_gpu_machine(monkeypatch):
-    # Modules call import_jittor() ('auto') at import time, after an entry point chose
-    # --device cpu; on a GPU machine that must not switch to (or fail over) CUDA.
+    # A later import_jittor() ('auto'), after an entry point chose --device cpu on a GPU
+    # machine, must not switch to (or fail over) CUDA.
     monkeypatch.setattr(runtime, 'cuda_available', lambda: True)
     assert runtime.import_jittor('cpu') is jt
     assert runtime.import_jittor() is jt
@@ -214,3 +214,24 @@ def test_cpu_after_a_choice_switches_cuda_off(monkeypatch):
     monkeypatch.setitem(runtime._state, 'device', 'cuda')
     assert runtime.import_jittor('cpu') is jt
     assert runtime.current_device() == 'cpu' and jt.flags.use_cuda == 0
+
+
+def test_a_jittor_imported_first_is_taken_as_it_is(monkeypatch):
+    """As after the user's own `import jittor`: no variable set, the device Jittor has."""
+    monkeypatch.setitem(runtime._state, 'device', None)
+    monkeypatch.setattr(os, 'environ', dict(os.environ))
+    for name in ('DNNL_MAX_CPU_ISA', 'FIX_TORCH_ERROR', 'nvcc_path'):
+        os.environ.pop(name, None)
+    before = dict(os.environ)
+    assert runtime.import_jittor() is jt
+    assert runtime.current_device() == ('cuda' if jt.flags.use_cuda else 'cpu')
+    assert os.environ == before
+
+
+def test_cuda_refused_for_a_jittor_imported_first_without_it(monkeypatch):
+    if jt.has_cuda:
+        pytest.skip('this Jittor was started with CUDA')
+    monkeypatch.setitem(runtime._state, 'device', None)
+    with pytest.raises(RuntimeError, match='Jittor was imported before jittor_self_blind_vsr.runtime and started '
+                                           'without CUDA'):
+        runtime.import_jittor('cuda')

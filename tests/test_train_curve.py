@@ -6,6 +6,8 @@ import pytest
 from conftest import parity_file
 from test_train_step import make_trainer
 
+pytestmark = pytest.mark.slow
+
 # train_curve.npz was recorded with PyTorch 2.13, whose Adam adds eps after the bias correction.
 PYTORCH_13_ADAM = ('--adam_eps_after_bias_correction', 'true')
 

@@ -10,6 +10,8 @@ import pytest
 
 from test_train_run import dataset, train_argv, training_state  # noqa: F401  (dataset is a fixture)
 
+pytestmark = pytest.mark.slow
+
 MPI_ENV = dict(os.environ, log_silent='1', OMPI_ALLOW_RUN_AS_ROOT='1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM='1',
                OMPI_MCA_rmaps_base_oversubscribe='1')
 N_PROCESSES = 2
@@ -35,8 +37,9 @@ GRADIENT_SCRIPT = '''
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
+from jittor_self_blind_vsr.runtime import import_jittor
+jt = import_jittor()
 from test_train_mpi import trainer_for_gradients
-from jittor_self_blind_vsr.trainer.trainer import jt
 
 trainer, x = trainer_for_gradients({weights!r})
 assert jt.in_mpi and jt.world_size == {n}

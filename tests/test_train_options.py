@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jittor_self_blind_vsr.option import OptionError, parse_args, template_names
+from jittor_self_blind_vsr.option import OptionError, build_parser, parse_args, template_names
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / 'jittor_self_blind_vsr'
 
@@ -46,6 +46,20 @@ def test_unknown_template_lists_the_known_ones():
         parse_args(['--template', 'Nope'])
     assert all(name in str(error.value) for name in template_names())
     assert {'Self_Blind_VSR_Gaussian', 'Self_Blind_VSR_Realistic', 'Self_Blind_VSR_CPU'} <= set(template_names())
+
+
+def test_help_lists_the_templates():
+    text = ' '.join(build_parser().format_help().split())
+    assert 'one of: Self_Blind_VSR_CPU, Self_Blind_VSR_Gaussian, Self_Blind_VSR_Realistic' in text
+
+
+def test_default_paths_are_the_original_root_layout_under_the_working_directory():
+    args = parse_args([])
+    assert (args.dir_data, args.dir_data_test, args.experiment_dir, args.pretrain_models_dir) == (
+        'dataset/REDS/train', 'dataset/REDS4_BlurDown_Gaussian', 'experiment/', 'pretrain_models/')
+    for name in template_names():
+        args = parse_args(['--template', name])
+        assert args.dir_data == 'dataset/REDS/train' and args.dir_data_test.startswith('dataset/REDS4_BlurDown_')
 
 
 @pytest.mark.parametrize('argv, words', [

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import skimage.data
 
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr.utils.image_io import write_image
+
+pytestmark = pytest.mark.slow
 
 HR_SIZE = 112
 TEST_HR_SIZE = 96
@@ -209,3 +212,31 @@ def test_ctrl_c_keeps_the_last_committed_epoch(dataset, straight_run, tmp_path):
     assert after['log.txt'].decode().endswith(f'Interrupted (SIGINT): {state} keeps epoch 1, the last one completed\n')
     train(train_argv(dataset, tmp_path, epochs=2, extra=['--resume']))
     assert_same_weights(training_state(tmp_path / 'run'), training_state(straight_run))
+
+
+def test_epoch_order_follows_seed_and_epoch_alone():
+    """Epoch N's loader order is the permutation of default_rng(seed + N), whatever the loader
+    did before (a resumed run), set through Jittor's public sampler hook: Jittor's private
+    shuffle generator is deleted here, as in a Jittor release without it."""
+    import jittor as jt
+    from jittor_self_blind_vsr.trainer.trainer_flow_video import Trainer_Flow_Video
+
+    class Clips(jt.dataset.Dataset):
+        def __init__(self):
+            super().__init__()
+            self.set_attrs(total_len=10, batch_size=3, shuffle=True)
+            del self._shuffle_rng
+
+        def __getitem__(self, index):
+            return np.array([index], np.int32)
+
+    def epoch_order(loader, epoch):
+        trainer = SimpleNamespace(args=SimpleNamespace(seed=3), loader_train=loader, set_epoch_lr=lambda e: 1e-4,
+                                  ckp=SimpleNamespace(write_log=lambda *args, **kwargs: None))
+        Trainer_Flow_Video._start_epoch(trainer, epoch)
+        return [int(value) for batch in loader for value in batch.numpy().ravel()]
+
+    straight = Clips()
+    orders = [epoch_order(straight, epoch) for epoch in (1, 2, 3)]
+    assert orders == [np.random.default_rng(3 + epoch).permutation(10).tolist() for epoch in (1, 2, 3)]
+    assert epoch_order(Clips(), 3) == orders[2]

@@ -125,7 +125,7 @@ def test_bad_input(tmp_path, capsys, content, message):
         path.write_text(content)
     assert vis.main([str(path), '--output_dir', str(tmp_path / 'charts')]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: ') and message in err[0]
+    assert len(err) == 1 and err[0].startswith('sbvsr-visualize: ') and message in err[0]
     assert not (tmp_path / 'charts').exists()
 
 

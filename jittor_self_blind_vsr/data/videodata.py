@@ -10,14 +10,15 @@ import os
 import random
 
 import cv2
+import jittor as jt
 import numpy as np
 from scipy import io as scio
 
-from jittor_self_blind_vsr.runtime import current_device, import_jittor
+from jittor_self_blind_vsr.utils.cli import UserError
 from jittor_self_blind_vsr.utils.image_io import image_size, list_images, list_subfolders, read_image
 from jittor_self_blind_vsr.utils.matlab_imresize import imresize
 
-Dataset = import_jittor(current_device() or 'auto').dataset.Dataset
+Dataset = jt.dataset.Dataset
 
 KERNEL_PAD_SIZE = 20  # kernels travel padded to 20x20 with -1, as the original batches them
 KERNEL_PAD_VALUE = -1.0
@@ -26,7 +27,7 @@ SMOOTH_EDGE_THRESHOLD = 7  # mean Sobel magnitude under which a patch is "smooth
 SMOOTH_MAX_TRIES = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder is missing or malformed; the message is one sentence for the user."""
 
 

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from jittor_self_blind_vsr.infer import InferenceError
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.image_io import is_inside, to_uint8_image, write_bytes_atomic, write_image
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.image_io import is_inside, to_uint8_image, write_image
 from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, calc_psnr, calc_ssim
 
 LOG_NAME = 'inference_log.txt'

@@ -20,22 +20,19 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
+from tqdm import tqdm
 
-matplotlib.use('Agg')
-from matplotlib import pyplot as plt  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from jittor_self_blind_vsr.utils.checkpoint import (load_pickle_safe, save_pickle_atomic,  # noqa: E402
-                                                    save_state_dict_file)
-from jittor_self_blind_vsr.utils.image_io import is_inside, write_bytes_atomic, write_image  # noqa: E402
+from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.checkpoint import load_pickle_safe, save_pickle_atomic, save_state_dict_file
+from jittor_self_blind_vsr.utils.cli import UserError
+from jittor_self_blind_vsr.utils.image_io import is_inside, write_image
 
 STATE_FILE = 'training_state.pkl'
 MARKER = '.sbvsr-train'
 CONFIG_FIRST_LINE = 'From epoch '
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """The experiment folder cannot serve the request; the message is one sentence."""
 
 
@@ -166,16 +163,19 @@ class Logger:
         """One curve over epochs (1..len(values)) as a PNG."""
         if not self.is_main or not values:
             return
-        fig = plt.figure()
-        plt.title(f'{title} Graph')
-        plt.plot(range(1, len(values) + 1), values, label=title)
-        plt.legend()
-        plt.xlabel('Epochs')
-        plt.ylabel(ylabel)
-        plt.grid(True)
+        # imported here: matplotlib writes its font cache under ~ on first import. A Figure
+        # of its own draws with Agg without switching the process's pyplot backend.
+        from matplotlib.figure import Figure
+        fig = Figure()
+        axes = fig.add_subplot()
+        axes.set_title(f'{title} Graph')
+        axes.plot(range(1, len(values) + 1), values, label=title)
+        axes.legend()
+        axes.set_xlabel('Epochs')
+        axes.set_ylabel(ylabel)
+        axes.grid(True)
         buffer = io.BytesIO()
         fig.savefig(buffer, format='png')
-        plt.close(fig)
         write_bytes_atomic(self.dir / filename, buffer.getvalue())
 
     def save_images(self, clip_name, images):

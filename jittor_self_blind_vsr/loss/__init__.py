@@ -8,13 +8,10 @@ The weights of the kernel terms are fixed in the original trainer, not options.
 """
 from collections import OrderedDict
 
+from jittor import nn
+
+from jittor_self_blind_vsr.loss.kernel_loss import BoundariesLoss, CentralizedLoss, SparsityLoss
 from jittor_self_blind_vsr.option import parse_loss_string
-from jittor_self_blind_vsr.runtime import current_device, import_jittor
-
-jt = import_jittor(current_device() or 'auto')
-from jittor import nn  # noqa: E402
-
-from jittor_self_blind_vsr.loss.kernel_loss import BoundariesLoss, CentralizedLoss, SparsityLoss  # noqa: E402
 
 # One per option.LOSS_TYPES, the types --loss is checked against.
 RECONS_FUNCTIONS = {'L1': nn.l1_loss, 'MSE': nn.mse_loss}

@@ -1,9 +1,7 @@
 """Priors on the estimated blur kernel (B, 1, k, k): sum to one, centred, sparse, small boundaries."""
+import jittor as jt
 import numpy as np
 
-from jittor_self_blind_vsr.runtime import import_jittor
-
-jt = import_jittor()
 nn = jt.nn
 
 

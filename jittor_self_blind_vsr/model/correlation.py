@@ -10,9 +10,7 @@ compiles code ops with -fopenmp): each task writes only its own output rows, and
 inner loops run over contiguous x so the compiler vectorises them. Shapes are runtime
 arguments of a code op, so each source compiles once per dtype, not once per shape.
 """
-from jittor_self_blind_vsr.runtime import import_jittor
-
-jt = import_jittor()
+import jittor as jt
 
 MAX_DISPLACEMENT = 4
 SPAN = 2 * MAX_DISPLACEMENT + 1

@@ -7,13 +7,12 @@ computes on PyTorch >= 1.3 (see docs/model.md).
 import math
 from collections import namedtuple
 
+import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.model.correlation import correlation
 from jittor_self_blind_vsr.model.onednn_ops import brgconv_in_use
-from jittor_self_blind_vsr.runtime import import_jittor
 
-jt = import_jittor()
 nn = jt.nn
 
 # Flow scale of each decoder level when warping the second pyramid (levels 5..2).

@@ -1,9 +1,7 @@
 """KernelNet: estimates the blur kernel shared by a clip (RCAB blocks, pooling, MLP, softmax)."""
+import jittor as jt
 import numpy as np
 
-from jittor_self_blind_vsr.runtime import import_jittor
-
-jt = import_jittor()
 nn = jt.nn
 
 

@@ -18,9 +18,9 @@ A tensor in `nChw16c` is a Jittor Var of shape (N, C/16, H, W, 16): channel c of
 """
 import functools
 
-from jittor_self_blind_vsr.runtime import import_jittor, onednn_dir, onednn_uses_brgconv
+import jittor as jt
 
-jt = import_jittor()
+from jittor_self_blind_vsr.runtime import onednn_dir, onednn_uses_brgconv
 
 NCHW, NHWC, BLOCKED = 'nchw', 'nhwc', 'nChw16c'
 LAYOUTS = (NCHW, NHWC, BLOCKED)

@@ -2,12 +2,12 @@
 import math
 from collections import namedtuple
 
+import jittor as jt
+
 from jittor_self_blind_vsr.model import load_checked, numpy_state_dict, trunk_layout
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
-from jittor_self_blind_vsr.runtime import import_jittor
 
-jt = import_jittor()
 nn = jt.nn
 
 MODES = ('train', 'val', 'infer')

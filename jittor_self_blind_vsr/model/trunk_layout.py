@@ -28,12 +28,12 @@ Conv2d and PixelShuffle keep jt.nn's parameters and state-dict keys (PyTorch's).
 """
 from collections import namedtuple
 
+import jittor as jt
+
 from jittor_self_blind_vsr.model import onednn_ops
 from jittor_self_blind_vsr.model.flow_pwc import warp, warp_grid_and_mask
 from jittor_self_blind_vsr.model.onednn_ops import BLOCKED, NCHW, NHWC
-from jittor_self_blind_vsr.runtime import import_jittor
 
-jt = import_jittor()
 nn = jt.nn
 
 _NHWC_FORMATS = dict(xformat='acdb', wformat='oihw', yformat='acdb')

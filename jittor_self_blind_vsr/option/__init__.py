@@ -7,28 +7,35 @@ only set in its templates (`--n_sequence`, `--n_feat`, ...) and the port's own
 parser default, template file (`templates/<name>.cfg`), command line. The original
 let the template win over the command line, which made templates impossible to adjust.
 
+Default paths are relative to the working directory, laid out like the original
+repository's root (its `../dataset`, `../experiment`, `../pretrain_models` seen from
+its `code/` folder): run from the folder that holds `dataset/` and `pretrain_models/`.
+
 Every numeric option declares its range with its `type=` (`int_range`, `float_range`,
 ...); the same check reads the command line and the templates, and every CLI of the
 package uses these types, so a bad number is refused with one sentence naming the
 option, the value and the range.
 """
 import argparse
+import importlib.resources
 import math
 from pathlib import Path
 
 from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
+from jittor_self_blind_vsr.utils.cli import UserError
 
-# Templates live at the repository root, next to the package (editable install or
-# `python main.py` from inside the package folder both resolve to the same place).
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / 'templates'
+# The repository keeps the templates in its top-level templates/; setup.py maps that folder
+# into the package as this sub-package, so a wheel and an editable install both hold them.
+TEMPLATE_PACKAGE = 'jittor_self_blind_vsr.templates'
 TEMPLATE_SUFFIX = '.cfg'
 DEFAULT_TEMPLATE = 'Self_Blind_VSR_Gaussian'
 # The original treats `--epochs 0` as "train forever".
 ENDLESS_EPOCHS = 10 ** 8
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """A bad option value or template; the message is one sentence for the user."""
+    exit_status = 2
 
 
 def str2bool(text):
@@ -138,8 +145,8 @@ def _add_hardware(parser):
 
 def _add_data(parser):
     group = parser.add_argument_group('data')
-    group.add_argument('--dir_data', default='../dataset/REDS/train', help='training set folder')
-    group.add_argument('--dir_data_test', default='../dataset/REDS4_BlurDown_Gaussian', help='test set folder')
+    group.add_argument('--dir_data', default='dataset/REDS/train', help='training set folder')
+    group.add_argument('--dir_data_test', default='dataset/REDS4_BlurDown_Gaussian', help='test set folder')
     group.add_argument('--data_train', default='REDS_BLURDOWN_GAUSSIAN', help='training dataset class')
     group.add_argument('--data_test', default='REDS_HRLR', help='test dataset class')
     group.add_argument('--process', **FLAG, help='load the whole dataset into RAM')
@@ -211,8 +218,8 @@ def _add_training(parser):
 
 def _add_logging(parser):
     group = parser.add_argument_group('logging')
-    group.add_argument('--experiment_dir', default='../experiment/', help='folder holding the experiments')
-    group.add_argument('--pretrain_models_dir', default='../pretrain_models/',
+    group.add_argument('--experiment_dir', default='experiment/', help='folder holding the experiments')
+    group.add_argument('--pretrain_models_dir', default='pretrain_models/',
                        help='folder holding network-default.pkl/.pt/.pytorch (PWC-Net initial weights)')
     group.add_argument('--save', default='default_save', help='experiment name')
     group.add_argument('--save_middle_models', **FLAG, help='keep the model of every epoch')
@@ -227,14 +234,28 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='sbvsr-train',
                                      description='Train or evaluate Self-Blind-VSR (Jittor).')
     parser.add_argument('--template', default=DEFAULT_TEMPLATE,
-                        help=f'settings file in {TEMPLATE_DIR} (command-line values override it)')
+                        help=f"settings file, one of: {', '.join(template_names()) or 'none found'} "
+                             f"(command-line values override it; default: %(default)s)")
     for add in (_add_hardware, _add_data, _add_model, _add_training, _add_logging):
         add(parser)
     return parser
 
 
+def template_dir():
+    """The folder of the templates: the installed package's data, else a plain checkout's templates/."""
+    try:
+        return importlib.resources.files(TEMPLATE_PACKAGE)
+    except ModuleNotFoundError:
+        # the package imported from a checkout that was never installed (PYTHONPATH, `python main.py`)
+        return Path(__file__).resolve().parents[2] / 'templates'
+
+
 def template_names():
-    return sorted(p.stem for p in TEMPLATE_DIR.glob('*' + TEMPLATE_SUFFIX))
+    folder = template_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[:-len(TEMPLATE_SUFFIX)] for entry in folder.iterdir()
+                  if entry.name.endswith(TEMPLATE_SUFFIX) and entry.is_file())
 
 
 def _convert(action, key, text, path):
@@ -252,9 +273,9 @@ def _convert(action, key, text, path):
 
 def read_template(name, parser):
     """{dest: value} of `templates/<name>.cfg` (lines `key = value`, `#` comments)."""
-    path = TEMPLATE_DIR / (name + TEMPLATE_SUFFIX)
+    path = template_dir() / (name + TEMPLATE_SUFFIX)
     if not path.is_file():
-        known = ', '.join(template_names()) or f'none (no {TEMPLATE_SUFFIX} files in {TEMPLATE_DIR})'
+        known = ', '.join(template_names()) or f'none (no {TEMPLATE_SUFFIX} files in {template_dir()})'
         raise OptionError(f'unknown template {name!r}; known templates: {known}')
     actions = {a.dest: a for a in parser._actions if a.dest not in ('help', 'template')}
     values = {}

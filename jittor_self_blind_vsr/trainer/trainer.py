@@ -7,14 +7,12 @@ The rate is derived from the epoch, so a resumed run follows the same schedule.
 import math
 from collections import OrderedDict
 
+import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS
-from jittor_self_blind_vsr.runtime import current_device, import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, check_float_arrays
-
-jt = import_jittor(current_device() or 'auto')
 
 STATE_VERSION = 1
 

@@ -8,11 +8,12 @@ pixels cropped and no rounding.
 """
 from collections import OrderedDict
 
+import jittor as jt
 import numpy as np
 from tqdm import tqdm
 
 from jittor_self_blind_vsr.runtime import seed_everything
-from jittor_self_blind_vsr.trainer.trainer import Trainer, jt
+from jittor_self_blind_vsr.trainer.trainer import Trainer
 from jittor_self_blind_vsr.utils.image_io import to_uint8_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr_float
 
@@ -44,6 +45,25 @@ def crop_kernel(padded):
     """The ground-truth kernel from the dataset's (ks_max, ks_max) -1-padded block."""
     size = int(np.sum(padded[0] != -1))
     return padded[:size, :size]
+
+
+class EpochShuffle(jt.dataset.Sampler):
+    """The loader's order in one epoch: a permutation of its clips drawn from `seed` alone.
+
+    Set through Jittor's public sampler hook, not the private generator Jittor shuffles
+    with (which a Jittor release may rename), so a resumed run keeps the order. The same
+    on every MPI rank, which then takes its shard of each batch.
+    """
+
+    def __init__(self, dataset, seed):
+        super().__init__(dataset)  # Jittor's convention: this makes it dataset.sampler
+        self.seed = seed
+
+    def __len__(self):
+        return self.dataset.total_len  # samples (Jittor sets it before asking); len() counts batches
+
+    def __iter__(self):
+        return iter(np.random.default_rng(self.seed).permutation(len(self)).tolist())
 
 
 class Trainer_Flow_Video(Trainer):
@@ -82,9 +102,7 @@ class Trainer_Flow_Video(Trainer):
         # Every random stream is derived from (seed, epoch), so epoch N of a resumed run
         # draws the same crops, kernels and order as epoch N of an uninterrupted one.
         seed_everything(self.args.seed + epoch)
-        if hasattr(self.loader_train, '_shuffle_rng'):
-            # Jittor's shuffle order: the same on every MPI rank, which then takes its shard.
-            self.loader_train._shuffle_rng = np.random.default_rng(self.args.seed + epoch)
+        EpochShuffle(self.loader_train, self.args.seed + epoch)
         lr = self.set_epoch_lr(epoch)
         self.ckp.write_log(f'[Epoch {epoch}]\tLearning rate: {lr:.2e}')
 

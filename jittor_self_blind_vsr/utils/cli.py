@@ -18,7 +18,7 @@ class UserError(Exception):
 
 
 def one_line(text):
-    """The message on one line, without a trailing full stop (the reporter adds its own)."""
+    """The message on one line, without a trailing full stop (reports may go on after it)."""
     return re.sub(r'\s+', ' ', str(text)).strip().rstrip('.')
 
 
@@ -26,7 +26,8 @@ def run_command(program, body, kept=None, write_target=None):
     """Run `body()` inside interrupt.handled() and return the command's exit status.
 
     program: the name printed before every message ('sbvsr-infer').
-    kept: called after an interrupt, returns what was left as it was ('OUT is unchanged').
+    kept: called after an interrupt or an OSError, returns what was left as it was ('OUT is
+    unchanged'); without it an interrupt reports the exception's `kept` attribute, if any.
     write_target: what an unexpected OSError was writing, when the error names no file.
     A UserError prints its sentence; an OSError its cause and file; SIGINT/SIGTERM exit 130/143.
     """
@@ -38,7 +39,8 @@ def run_command(program, body, kept=None, write_target=None):
         return error.exit_status
     except OSError as error:
         where = error.filename or write_target or 'a file'
-        _say(program, f'{error.strerror or one_line(error)} ({where})')
+        sentence = f'{error.strerror or one_line(error)} ({where})'
+        _say(program, sentence if kept is None else f'{sentence}; {kept()}')
         return 1
     except KeyboardInterrupt as error:
         what = kept() if kept is not None else getattr(error, 'kept', 'nothing was written')
