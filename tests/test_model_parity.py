@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jittor_self_blind_vsr.loss import kernel_loss
-from jittor_self_blind_vsr.model import StateDictMismatch, onednn_ops, trunk_layout
+from jittor_self_blind_vsr.model import StateDictMismatch, onednn_ops
 from jittor_self_blind_vsr.model.kernel import AdaptiveAvgPool2d
 from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -100,17 +100,16 @@ def test_flow_and_warp_match_original(semantics, nets, fixture_arrays):
     with jt.no_grad():
         flow = net.flow_net(x[:, 2], x[:, 0])
         trunk_feat0 = net.frame_features(x[:, 0]).feat
-        feat0 = onednn_ops.from_layout(trunk_feat0, trunk_layout.layout_of(trunk_feat0))
-        feat, mask = net.flow_net.warp(feat0, flow)
-        feat_nhwc = net.flow_net.warp_nhwc(onednn_ops.to_layout(feat0, onednn_ops.NHWC), flow)
-        feat_blocked = net.flow_net.warp_nhwc(onednn_ops.to_layout(feat0, onednn_ops.BLOCKED), flow)
+        feat, mask = net.flow_net.warp(trunk_feat0.nchw(), flow)
+        feat_nhwc = trunk_feat0.to(onednn_ops.NHWC).warp(flow, net.align_corners)
+        feat_blocked = trunk_feat0.to(onednn_ops.BLOCKED).warp(flow, net.align_corners)
     assert_close('flow', flow.numpy(), ref[f'{semantics}/flow/center_to_0'], 1e-4)
     assert_close('warp feat0', feat.numpy(), ref[f'{semantics}/warp/feat0'], 1e-4)
     np.testing.assert_array_equal(mask.numpy(), ref[f'{semantics}/warp/mask'])
     # The channels-last warps (NHWC: brgconv's trunk; nChw16c: the direct kernel's at
     # inference) are the same computation on the other layouts.
-    np.testing.assert_array_equal(feat_nhwc.numpy(), feat.numpy().transpose(0, 2, 3, 1))
-    np.testing.assert_array_equal(onednn_ops.from_layout(feat_blocked, onednn_ops.BLOCKED).numpy(), feat.numpy())
+    np.testing.assert_array_equal(feat_nhwc.nchw().numpy(), feat.numpy())
+    np.testing.assert_array_equal(feat_blocked.nchw().numpy(), feat.numpy())
 
 
 def training_losses(out, ksize=13, scale=4):

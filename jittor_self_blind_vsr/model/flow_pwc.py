@@ -11,7 +11,7 @@ import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.model.correlation import correlation
-from jittor_self_blind_vsr.model.trunk_layout import brgconv_in_use
+from jittor_self_blind_vsr.model.onednn_ops import brgconv_in_use
 
 nn = jt.nn
 
@@ -28,33 +28,6 @@ FlowFeatures.__doc__ = 'PWC-Net feature pyramid of one frame resized to a multip
 def sample_bilinear(x, grid, padding_mode, align_corners):
     """torch.nn.functional.grid_sample(x, grid, 'bilinear', padding_mode, align_corners)."""
     return nn.grid_sample(x, grid, mode='bilinear', padding_mode=padding_mode, align_corners=align_corners)
-
-
-def sample_bilinear_nhwc(x, grid, padding_mode, align_corners):
-    """sample_bilinear for channels-last x: (N, H, W, C), or (N, G, H, W, C) with every
-    group of channels sampled at the same grid (nChw16c). Jittor's grid_sampler_2d
-    arithmetic, indexed channels-last: the result equals sample_bilinear on the
-    transposed input bit for bit."""
-    if x.ndim == 4:
-        n, in_h, in_w, c = x.shape
-        return sample_bilinear_nhwc(x.reshape(n, 1, in_h, in_w, c), grid, padding_mode,
-                                    align_corners).reshape(n, grid.shape[1], grid.shape[2], c)
-    n, groups, in_h, in_w, c = x.shape
-    shape = [n, groups, grid.shape[1], grid.shape[2], c]
-    ix = nn.grid_sampler_compute_source_index(grid[:, :, :, 0], in_w, padding_mode, align_corners)
-    iy = nn.grid_sampler_compute_source_index(grid[:, :, :, 1], in_h, padding_mode, align_corners)
-    ix, iy = ix.reindex(shape, ['i0', 'i2', 'i3']), iy.reindex(shape, ['i0', 'i2', 'i3'])
-    nid, gid, cid = jt.index(shape, dim=0), jt.index(shape, dim=1), jt.index(shape, dim=4)
-    fx, fy = ix.floor_int(), iy.floor_int()
-    cx, cy = fx + 1, fy + 1
-    dx, dy = ix - fx, iy - fy
-    dnx, dny = cx - ix, cy - iy
-    top_left = x.reindex([nid, gid, fy, fx, cid], overflow_value=0.0)
-    bottom_left = x.reindex([nid, gid, cy, fx, cid], overflow_value=0.0)
-    top_right = x.reindex([nid, gid, fy, cx, cid], overflow_value=0.0)
-    bottom_right = x.reindex([nid, gid, cy, cx, cid], overflow_value=0.0)
-    return (top_left * dnx * dny + bottom_left * dnx * dy + top_right * dx * dny
-            + bottom_right * dx * dy)
 
 
 def resize_bilinear(x, height, width):
@@ -81,7 +54,7 @@ def Backward(tensorInput, tensorFlow, align_corners=True):
     return output * mask
 
 
-def _warp_grid_and_mask(flo, align_corners):
+def warp_grid_and_mask(flo, align_corners):
     """grid_sample grid of warp() for flow flo (B, 2, H, W), and its (B, 1, H, W) mask: 0
     where sampling ones with zero padding gives < 0.999."""
     b, _, h, w = flo.shape
@@ -99,19 +72,10 @@ def warp(x, flo, align_corners=True):
     """Warp x (B,C,H,W) back by flow flo (B,2,H,W): (warped * mask, mask), border padding;
     mask is 0 where sampling ones with zero padding gives < 0.999."""
     b, c, h, w = x.shape
-    grid, mask = _warp_grid_and_mask(flo, align_corners)
+    grid, mask = warp_grid_and_mask(flo, align_corners)
     output = sample_bilinear(x, grid, 'border', align_corners)
     mask = mask.broadcast((b, c, h, w))
     return output * mask, mask
-
-
-def warp_nhwc(x, flo, align_corners=True):
-    """warp()'s masked output for channels-last features x, (B,H,W,C) or nChw16c's
-    (B,C/16,H,W,16); flo stays (B,2,H,W)."""
-    grid, mask = _warp_grid_and_mask(flo, align_corners)
-    b, h, w = mask.shape[0], mask.shape[2], mask.shape[3]
-    mask = mask.reshape((b, h, w, 1) if x.ndim == 4 else (b, 1, h, w, 1))
-    return sample_bilinear_nhwc(x, grid, 'border', align_corners) * mask
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -135,7 +99,7 @@ class OutputAlignedConv2d(nn.Conv2d):
     """jt.nn.Conv2d computed with its output channels zero-padded to a multiple of 32.
 
     Jittor's oneDNN op reorders the weights on every call; when oneDNN 2.2 convolves with
-    brgconv (trunk_layout.brgconv_in_use) and must pad the output count (PWC-Net's 196),
+    brgconv (onednn_ops.brgconv_in_use) and must pad the output count (PWC-Net's 196),
     it takes its generic reorder: 5-10 ms per call against 0.1 ms for an aligned count,
     ~90 ms of a 64x64 forward. Padding first keeps the fast reorder. Each output channel
     is the same dot product either way, so the result is unchanged."""
@@ -304,9 +268,6 @@ class Flow_PWC(nn.Module):
 
     def warp(self, x, flo):
         return warp(x, flo, self.align_corners)
-
-    def warp_nhwc(self, x, flo):
-        return warp_nhwc(x, flo, self.align_corners)
 
     def execute(self, frame_1, frame_2):
         return self.estimate_flow(frame_1, frame_2)

@@ -10,7 +10,8 @@ fuses bias and ReLU into the kernel, which sums in the same order as Jittor's (o
 differ only by the bias being added inside the accumulator: ~1 ulp).
 
 These ops have no gradient: trunk_layout uses them only while Jittor records none
-(jt.no_grad); training runs on Jittor's differentiable convolutions.
+(jt.no_grad); training runs on Jittor's differentiable convolutions. Nothing but
+trunk_layout uses these layouts.
 
 A tensor in `nChw16c` is a Jittor Var of shape (N, C/16, H, W, 16): channel c of pixel
 (h, w) at [n, c // 16, h, w, c % 16].
@@ -19,7 +20,7 @@ import functools
 
 import jittor as jt
 
-from jittor_self_blind_vsr.runtime import onednn_dir
+from jittor_self_blind_vsr.runtime import onednn_dir, onednn_uses_brgconv
 
 NCHW, NHWC, BLOCKED = 'nchw', 'nhwc', 'nChw16c'
 LAYOUTS = (NCHW, NHWC, BLOCKED)
@@ -159,6 +160,11 @@ for (int64_t nb = 0; nb < n * out_blocks; nb++)
 def jittor_uses_onednn():
     """True when Jittor convolves with oneDNN: on the CPU, in a build with it."""
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl
+
+
+def brgconv_in_use():
+    """True when oneDNN convolves (CPU, Jittor built with it) and may pick brgconv."""
+    return jittor_uses_onednn() and onednn_uses_brgconv()
 
 
 def available():

@@ -13,8 +13,8 @@ nn = jt.nn
 MODES = ('train', 'val', 'infer')
 
 FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
-FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (trunk layout) and the '
-                         'PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
+FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (a trunk_layout.TrunkTensor) '
+                         'and the PWC-Net pyramid (FlowFeatures); reusable by every window holding the frame.')
 
 
 def get_same_padding(kernel_size, dilation):
@@ -23,7 +23,7 @@ def get_same_padding(kernel_size, dilation):
 
 
 class ResBlock(nn.Module):
-    """conv-relu-conv plus the input, in the trunk's layout."""
+    """conv-relu-conv plus the input, on trunk features (trunk_layout.TrunkTensor)."""
 
     def __init__(self, inplanes, planes, kernel_size=3, stride=1, dilation=1):
         super().__init__()
@@ -68,9 +68,10 @@ class PWC_Recons(nn.Module):
         self.HR_in = HR_in
         self.align_corners = align_corners
 
-        # The reconstruction trunk's layout follows oneDNN's kernel (see trunk_layout.py).
+        # The reconstruction trunk, from in_conv to out_conv, passes trunk_layout.TrunkTensors
+        # (features in the layout oneDNN's kernel works on; see trunk_layout.py).
         conv = trunk_layout.Conv2d
-        self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1, nchw_in=True))
+        self.in_conv = nn.Sequential(conv(n_colors, n_feat, kernel_size=3, stride=1, padding=1))
         self.extra_feat = nn.Sequential(*[ResBlock(n_feat, n_feat, kernel_size=kernel_size, stride=1)
                                           for _ in range(extra_RBS)])
         self.fusion_conv = nn.Sequential(conv(n_feat * n_sequence, n_feat, kernel_size=3, stride=1, padding=1))
@@ -122,9 +123,6 @@ class PWC_Recons(nn.Module):
     def recons_from_features(self, frames, features):
         """Reconstruct the centre of `frames` from their FrameFeatures (same order)."""
         center = self.n_sequence // 2
-        if any(trunk_layout.layout_of(f.feat) != trunk_layout.layout(self.n_feat) for f in features):
-            raise ValueError('frame features were computed in another jt.no_grad() state than the '
-                             'reconstruction (the trunk layout differs): compute both in the same one')
         base = frames[center]
         if not self.HR_in:
             base = nn.interpolate(base, scale_factor=self.scale, mode='bilinear', align_corners=False)
@@ -134,18 +132,11 @@ class PWC_Recons(nn.Module):
                 warped.append(feature.feat)
             else:
                 flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
-                warped.append(self.warp_trunk(feature.feat, flow))
-        axis = trunk_layout.channel_axis(warped[center])
-        recons_feat = self.recons_net(self.fusion_conv(jt.concat(warped, axis)))
+                warped.append(feature.feat.warp(flow, self.align_corners))
+        recons_feat = self.recons_net(self.fusion_conv(trunk_layout.concat(warped)))
         if not self.HR_in:
             recons_feat = self.upsample_layers(recons_feat)
         return self.out_conv(recons_feat) + base
-
-    def warp_trunk(self, feat, flow):
-        """Masked warp of trunk features by flow (B, 2, H, W)."""
-        if trunk_layout.layout_of(feat) == trunk_layout.NCHW:
-            return self.flow_net.warp(feat, flow)[0]
-        return self.flow_net.warp_nhwc(feat, flow)
 
     def recons_forward(self, frame_list):
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
