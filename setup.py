@@ -12,7 +12,7 @@ setup(
     long_description_content_type='text/markdown',
     license='MIT',
     classifiers=['License :: OSI Approved :: MIT License'],
-    python_requires='>=3.9',
+    python_requires='>=3.10',
     # The templates stay in the repository's top-level templates/ and ship inside the package as
     # jittor_self_blind_vsr.templates (found with importlib.resources in option/__init__.py).
     packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']) + [TEMPLATES],
