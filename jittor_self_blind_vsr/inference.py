@@ -151,12 +151,13 @@ def infer(args):
     try:
         run.log_header()
         for size, tile in tiles.items():
-            if tiling.tile_shape(size, tile, args.tile_overlap) != size:
-                run.log(f'# Tiles of LR {size[0]}x{size[1]}: {tile}x{tile}, overlap {args.tile_overlap}')
+            shape = tiling.tile_shape(size, tile, args.tile_overlap)
+            if shape != size:
+                run.log(f'# Tiles of LR {size[0]}x{size[1]}: {shape[0]}x{shape[1]} (--tile {tile}), '
+                        f'overlap {args.tile_overlap}')
         with jt.no_grad():
-            shapes = (tiling.tile_shape(size, tile, args.tile_overlap) for size, tile in tiles.items())
-            for shape in dict.fromkeys(shapes):
-                run.log_warm_up(shape, restorer.warm_up(net, *shape, args.n_seq))
+            for size, tile in tiles.items():
+                run.log_warm_up(size, restorer.warm_up(net, size, tile, args.tile_overlap, args.n_seq))
             for clip in clips:
                 start = time.perf_counter()
                 size = cropped_size(clip.lr.size, args.size_must_mode)

@@ -11,7 +11,7 @@ from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.infer import sources, tiling
 from jittor_self_blind_vsr.runtime import import_jittor
 from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
-from jittor_self_blind_vsr.utils.image_io import write_image
+from jittor_self_blind_vsr.utils.image_io import read_image, write_image
 from parity_weights import seeded_state
 from test_option_ranges import exit_status
 
@@ -119,16 +119,36 @@ def test_bad_tiling_options_are_one_sentence(argv, message, capsys):
     assert code == 2 and line.endswith(message)
 
 
-def test_a_budget_too_small_for_the_frame_is_one_sentence_before_any_work(tmp_path, capsys):
-    frames = lr_frames(24, 32)
-    (tmp_path / 'LR' / 'clip').mkdir(parents=True)
-    for i, frame in frames.items():
-        write_image(tmp_path / 'LR' / 'clip' / f'{i:08d}.png',
-                    np.round(frame[0].transpose(1, 2, 0) * 255).astype(np.uint8))
-    save_state_dict_file(seeded_state(parity_file('small_config_keys.tsv'), 0), tmp_path / 'small.pkl')
-    argv = ['--model_path', str(tmp_path / 'small.pkl'), '--input_path', str(tmp_path / 'LR'),
-            '--result_path', str(tmp_path / 'out'), '--max_memory', '0.01']
-    code, line = exit_status(inference.main, argv, capsys)
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    """A folder with LR/clip/<frame>.png (the astronaut at LR 48x64) and small.pkl."""
+    root = tmp_path_factory.mktemp('tiling')
+    (root / 'LR' / 'clip').mkdir(parents=True)
+    for i, frame in lr_frames(48, 64).items():
+        write_image(root / 'LR' / 'clip' / f'{i:08d}.png', np.round(frame[0].transpose(1, 2, 0) * 255).astype(np.uint8))
+    save_state_dict_file(seeded_state(parity_file('small_config_keys.tsv'), 0), root / 'small.pkl')
+    return root
+
+
+def cli(clip, out, *extra):
+    return ['--model_path', str(clip / 'small.pkl'), '--input_path', str(clip / 'LR'), '--result_path', str(out),
+            '--dataset_name', 'clip', '--blur_type', 'x', '--border', *extra]
+
+
+def test_the_cli_restores_by_tiles(clip, tmp_path):
+    assert inference.main(cli(clip, tmp_path / 'whole')) == 0
+    assert inference.main(cli(clip, tmp_path / 'tiled', '--tile', '40', '--tile_overlap', '16')) == 0
+    whole, tiled = tmp_path / 'whole' / 'clip' / 'x', tmp_path / 'tiled' / 'clip' / 'x'
+    log = next(tiled.glob('inference_log*.txt')).read_text()
+    assert '# Tiles of LR 48x64: 32x40 (--tile 40), overlap 16' in log
+    names = sorted(p.relative_to(whole) for p in whole.rglob('*.png'))
+    assert len(names) == N_FRAMES and names == sorted(p.relative_to(tiled) for p in tiled.rglob('*.png'))
+    for name in names:
+        assert psnr(read_image(tiled / name) / 255.0, read_image(whole / name) / 255.0) > 45
+
+
+def test_a_budget_too_small_for_the_frame_is_one_sentence_before_any_work(clip, tmp_path, capsys):
+    code, line = exit_status(inference.main, cli(clip, tmp_path / 'out', '--max_memory', '0.01'), capsys)
     assert code == 1
-    assert 'sbvsr-infer: --max_memory 0.01 GiB is too small for LR frames of 24x32: they need about' in line
+    assert 'sbvsr-infer: --max_memory 0.01 GiB is too small for LR frames of 48x64: they need about' in line
     assert not (tmp_path / 'out').exists()

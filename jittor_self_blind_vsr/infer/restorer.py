@@ -153,11 +153,12 @@ def clip_restorer(net, size, tile, overlap):
     return TiledRestorer(net, size, tile, overlap)
 
 
-def warm_up(net, height, width, n_seq):
-    """Compile every kernel of one restoration at this frame size; returns the seconds taken."""
+def warm_up(net, size, tile, overlap, n_seq):
+    """Compile every kernel of one restoration of frames of `size` (LR h, w) with this tiling;
+    returns the seconds taken."""
     start = time.perf_counter()
-    zeros = {i: np.zeros((1, 3, height, width), np.float32) for i in range(n_seq)}
-    WindowRestorer(net).restore(list(range(n_seq)), zeros).numpy()
+    zeros = {i: np.zeros((1, 3) + tuple(size), np.float32) for i in range(n_seq)}
+    clip_restorer(net, size, tile, overlap).restore(list(range(n_seq)), zeros).numpy()
     return time.perf_counter() - start
 
 

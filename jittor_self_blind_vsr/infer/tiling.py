@@ -91,5 +91,6 @@ def choose_tile(budget_gib, size, overlap, n_seq, n_feat, scale):
 
 
 def smallest_budget_gib(size, overlap, n_seq, n_feat, scale):
-    """GiB of the tiling of frames of `size` with `overlap` that needs the least memory."""
-    return min(estimated_peak(size, tile, overlap, n_seq, n_feat, scale) for tile in _tiles(size, overlap)) / GIB
+    """GiB of the tiling (or none) of frames of `size` with `overlap` that needs the least memory."""
+    tiles = (0, *_tiles(size, overlap))
+    return min(estimated_peak(size, tile, overlap, n_seq, n_feat, scale) for tile in tiles) / GIB
