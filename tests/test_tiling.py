@@ -1,12 +1,16 @@
 """Tiled inference: the tiles cover the frame and their blend weights sum to one, one tile is the
 untiled output bit for bit, several tiles stay close to it on real frames, the memory budget
 picks a tile that fits it, and bad tiling options are one sentence before any work."""
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 from skimage import data as skdata
 
-from conftest import parity_file
+from conftest import REPO, parity_file
 from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.infer import sources, tiling
 from jittor_self_blind_vsr.runtime import import_jittor
@@ -102,7 +106,8 @@ def test_the_budget_picks_the_largest_tile_that_fits():
     budget = untiled / 4
     tile = tiling.choose_tile(budget, size, **args)
     assert 32 < tile < 720
-    assert tiling.estimated_peak(size, tile, **args) <= budget * tiling.GIB < tiling.estimated_peak(size, tile + 1, **args)
+    assert tiling.estimated_peak(size, tile, **args) <= budget * tiling.GIB
+    assert tiling.estimated_peak(size, tile + 1, **args) > budget * tiling.GIB
     smallest = tiling.smallest_budget_gib(size, **{k: args[k] for k in ('overlap', 'n_seq', 'n_feat', 'scale')})
     assert tiling.choose_tile(smallest * 0.99, size, **args) is None
 
@@ -152,3 +157,29 @@ def test_a_budget_too_small_for_the_frame_is_one_sentence_before_any_work(clip, 
     assert code == 1
     assert 'sbvsr-infer: --max_memory 0.01 GiB is too small for LR frames of 48x64: they need about' in line
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_within_the_budget(tmp_path):
+    """The published model size on LR 128x192 frames, which untiled peak at about 0.87 GiB:
+    --max_memory 0.6 chooses tiles and the process stays within 0.6 GiB."""
+    source = cv2.resize(skdata.astronaut(), (384, 384), interpolation=cv2.INTER_AREA)
+    (tmp_path / 'LR' / 'clip').mkdir(parents=True)
+    for i in range(N_FRAMES):
+        write_image(tmp_path / 'LR' / 'clip' / f'{i:08d}.png', source[100 + i:228 + i, 50 + 2 * i:242 + 2 * i].copy())
+    save_state_dict_file(seeded_state(parity_file('full_config_keys.tsv'), 1), tmp_path / 'full.pkl')
+    budget = 0.6
+    assert tiling.estimated_peak((128, 192), 0, 16, 5, 128, 4) > budget * tiling.GIB
+    measure = ('import resource, sys; from jittor_self_blind_vsr import inference; '
+               'code = inference.main(sys.argv[1:]); '
+               'print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(code)')
+    argv = ['--model_path', str(tmp_path / 'full.pkl'), '--input_path', str(tmp_path / 'LR'),
+            '--result_path', str(tmp_path / 'out'), '--dataset_name', 'clip', '--device', 'cpu',
+            '--max_memory', str(budget)]
+    child = subprocess.run([sys.executable, '-c', measure, *argv], capture_output=True, text=True, cwd=REPO,
+                           env={**os.environ, 'PYTHONPATH': str(REPO)})
+    assert child.returncode == 0, child.stderr[-2000:]
+    peak = int(child.stdout.split('PEAK')[-1])
+    log = next((tmp_path / 'out' / 'clip' / 'unknown').glob('inference_log*.txt')).read_text()
+    assert '# Tiles of LR 128x192:' in log
+    assert peak <= budget * tiling.GIB, f'peak {peak / tiling.GIB:.2f} GiB'
