@@ -121,7 +121,7 @@ class TiledRestorer:
                 pyramid = net.flow_net.features(jt.array(frames[index]))
                 jt.sync(_vars(pyramid))
                 self.pyramids[index] = pyramid
-        # Fetched, so that each tile crops them in NumPy: a Jittor slice would compile per position.
+        # Fetched and cropped in NumPy like the frames, so every tile's graph is the same whatever its position.
         flows = [None if flow is None else flow.numpy()
                  for flow in net.window_flows([self.pyramids[i] for i in indices])]
         height, width = self.size
