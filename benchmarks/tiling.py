@@ -7,7 +7,7 @@
 `memory` runs each size in a fresh process (published model size, Jittor's initial weights,
 random frames: memory does not depend on the content): two consecutive 5-frame windows restored
 as inference.py does, then the process's peak resident set (ru_maxrss). Untiled, it also fits
-peak = a + b * LR pixels by least squares, the line restorer.choose_tile uses.
+peak = a + b * LR pixels by least squares, the line infer/tiling.py estimates with.
 `compare` restores every window of the clip of LR PNGs in `--lr_folder` untiled and tiled,
 alternating the two window by window so that load on a shared machine hits both alike, and
 prints the PSNR (peak 1, on the float outputs) of tiled against untiled and the time of each.
