@@ -14,7 +14,7 @@ import time
 
 from tqdm import tqdm
 
-from jittor_self_blind_vsr.infer import InferenceError
+from jittor_self_blind_vsr.infer import InferenceError, tiling
 from jittor_self_blind_vsr.infer.results import VIDEO_CODECS, InferenceRun, check_destination, results_folder
 from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_indices
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
@@ -25,6 +25,7 @@ from jittor_self_blind_vsr.utils.cli import run_command
 PROGRAM = 'sbvsr-infer'
 # The original's --quick_test presets: (blur type, test set).
 PRESETS = ('Gaussian_REDS4', 'Gaussian_Vid4', 'Gaussian_SPMCS', 'Realistic_REDS4')
+TILE_OVERLAP = 16
 
 
 def published_model(blur_type):
@@ -77,6 +78,12 @@ def build_parser():
     parser.add_argument('--scale', type=power_of_two, default=4, help='upsampling factor')
     parser.add_argument('--size_must_mode', type=positive_int, default=1, help='crop LR frames to a multiple of this')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto: CUDA when a GPU is usable')
+    parser.add_argument('--tile', type=int_range(0), default=0,
+                        help='restore LR tiles of this many pixels square, blended back (0: whole frames)')
+    parser.add_argument('--tile_overlap', type=int_range(0), default=TILE_OVERLAP,
+                        help=f'LR pixels neighbouring tiles share, blended linearly (default {TILE_OVERLAP})')
+    parser.add_argument('--max_memory', type=positive_float, default=None,
+                        help='GiB of memory to stay within: the tile size is chosen for it (instead of --tile)')
     return parser
 
 
@@ -87,6 +94,10 @@ def parse_args(argv=None):
         # a preset only changes the defaults, so options on the command line win
         parser.set_defaults(**preset(args.quick_test))
         args = parser.parse_args(argv)
+    if args.tile and args.max_memory is not None:
+        parser.error('give --tile or --max_memory, not both')
+    if args.tile and 2 * args.tile_overlap >= args.tile:
+        parser.error(f'--tile_overlap {args.tile_overlap} must be smaller than half of --tile {args.tile}')
     if args.dataset_name is None:
         args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
     if args.infer_flag == '.':
@@ -99,6 +110,22 @@ def check_args(args):
     for name in (args.dataset_name, args.blur_type):
         if not name or name in ('.', '..') or os.sep in name:
             raise InferenceError(f'--dataset_name and --blur_type must be plain folder names, not {name!r}')
+
+
+def tile_sizes(args, sizes, config):
+    """{LR frame size: tile (0: whole frames)} of --tile, or chosen for --max_memory."""
+    if args.max_memory is None:
+        return {size: args.tile for size in sizes}
+    tiles = {}
+    for size in sizes:
+        tile = tiling.choose_tile(args.max_memory, size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+        if tile is None:
+            need = tiling.smallest_budget_gib(size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+            raise InferenceError(f'--max_memory {args.max_memory:g} GiB is too small for LR frames of '
+                                 f'{size[0]}x{size[1]}: they need about {need:.1f} GiB with --tile_overlap '
+                                 f'{args.tile_overlap}')
+        tiles[size] = tile
+    return tiles
 
 
 def start_jittor(device):
@@ -119,17 +146,23 @@ def infer(args):
     jt = start_jittor(args.device)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
+    tiles = tile_sizes(args, dict.fromkeys(cropped_size(c.lr.size, args.size_must_mode) for c in clips), config)
     run = InferenceRun(args, config, current_device(), {c.name: args.fps or c.lr.fps or 25.0 for c in clips})
     try:
         run.log_header()
+        for size, tile in tiles.items():
+            shape = tiling.tile_shape(size, tile, args.tile_overlap)
+            if shape != size:
+                run.log(f'# Tiles of LR {size[0]}x{size[1]}: {shape[0]}x{shape[1]} (--tile {tile}), '
+                        f'overlap {args.tile_overlap}')
         with jt.no_grad():
-            for size in dict.fromkeys(cropped_size(c.lr.size, args.size_must_mode) for c in clips):
-                run.log_warm_up(size, restorer.warm_up(net, *size, args.n_seq))
-            windows = restorer.WindowRestorer(net)
+            for size, tile in tiles.items():
+                run.log_warm_up(size, restorer.warm_up(net, size, tile, args.tile_overlap, args.n_seq))
             for clip in clips:
                 start = time.perf_counter()
-                frames = restorer.restore_clip(windows, clip, args.n_seq, args.border,
-                                               cropped_size(clip.lr.size, args.size_must_mode), args.scale)
+                size = cropped_size(clip.lr.size, args.size_must_mode)
+                windows = restorer.clip_restorer(net, size, tiles[size], args.tile_overlap)
+                frames = restorer.restore_clip(windows, clip, args.n_seq, args.border, size, args.scale)
                 for frame in tqdm(frames, desc=clip.name, unit='frame', leave=False, file=sys.stderr, disable=None,
                                   total=len(window_indices(clip.lr.count, args.n_seq, args.border))):
                     run.add_frame(clip.name, frame)

@@ -3,7 +3,8 @@
 * sources: finding the clips of an input or GT path and reading their frames;
 * restorer: loading the model, warming it up and restoring window after window,
   each frame's features computed once (imports Jittor: import it after
-  `runtime.import_jittor`);
+  `runtime.import_jittor`), whole frames or overlapping tiles;
+* tiling: where the tiles lie, their blend weights, the tile size a memory budget allows;
 * results: the staged results folder, inference_log.txt, metrics.json/csv, and
   swapping a finished result in for an earlier one.
 """

@@ -12,8 +12,9 @@ import numpy as np
 
 from jittor_self_blind_vsr.infer import InferenceError
 from jittor_self_blind_vsr.infer.sources import model_inputs, window_indices
+from jittor_self_blind_vsr.infer.tiling import ramp, tile_shape, tile_starts
 from jittor_self_blind_vsr.model import load_checked
-from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+from jittor_self_blind_vsr.model.pwc_recons import FrameFeatures, PWC_Recons
 from jittor_self_blind_vsr.model.specification import config_from_state_dict
 from jittor_self_blind_vsr.runtime import current_device
 from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
@@ -87,11 +88,77 @@ class WindowRestorer:
             del self.cache[index]
 
 
-def warm_up(net, height, width, n_seq):
-    """Compile every kernel of one restoration at this frame size; returns the seconds taken."""
+class TiledRestorer:
+    """WindowRestorer's contract on a frame cut into overlapping tiles. PWC-Net sees whole frames:
+    each frame's pyramid is computed once and each window's flows on the whole frame; the
+    reconstruction trunk sees one tile at a time (its features computed once per frame and tile),
+    warped with the flows cropped to the tile; the tiles' outputs are blended with linear ramps
+    over the overlaps."""
+
+    def __init__(self, net, size, tile, overlap):
+        (height, width), (tile_h, tile_w) = size, tile_shape(size, tile, overlap)
+        scale = 1 if net.HR_in else net.scale
+        self.net, self.scale, self.size = net, scale, size
+        self.pyramids = {}
+        tiles = []
+        total = np.zeros((height * scale, width * scale))
+        for top in tile_starts(height, tile_h, overlap):
+            for left in tile_starts(width, tile_w, overlap):
+                weight = np.outer(ramp(top, tile_h, height, overlap, scale), ramp(left, tile_w, width, overlap, scale))
+                box = (slice(top, top + tile_h), slice(left, left + tile_w))
+                tiles.append((box, weight))
+                total[self._hr(box)] += weight
+        # each tile: (LR box, {frame index: (tile Var, FrameFeatures without pyramid)}, blend weight)
+        self.tiles = [(box, {}, (weight / total[self._hr(box)]).astype(np.float32)) for box, weight in tiles]
+
+    def _hr(self, box):
+        return tuple(slice(axis.start * self.scale, axis.stop * self.scale) for axis in box)
+
+    def restore(self, indices, frames):
+        net = self.net
+        for index in indices:
+            if index not in self.pyramids:
+                pyramid = net.flow_net.features(jt.array(frames[index]))
+                jt.sync(_vars(pyramid))
+                self.pyramids[index] = pyramid
+        # Fetched and cropped in NumPy like the frames, so every tile's graph is the same whatever its position.
+        flows = [None if flow is None else flow.numpy()
+                 for flow in net.window_flows([self.pyramids[i] for i in indices])]
+        height, width = self.size
+        out = np.zeros((1, 3, height * self.scale, width * self.scale), np.float32)
+        for box, cache, weight in self.tiles:
+            crop = (slice(None), slice(None)) + box
+            for index in indices:
+                if index not in cache:
+                    var = jt.array(np.ascontiguousarray(frames[index][crop]))
+                    feat = net.trunk_features(var)
+                    jt.sync(_vars(feat))
+                    cache[index] = (var, FrameFeatures(feat, None))
+            window = [cache[i] for i in indices]
+            tile_flows = [None if flow is None else jt.array(np.ascontiguousarray(flow[crop])) for flow in flows]
+            recons = net.recons_from_features([v for v, _ in window], [f for _, f in window], tile_flows)
+            out[(slice(None), slice(None)) + self._hr(box)] += recons.numpy() * weight
+        return jt.array(out)
+
+    def forget_all_but(self, keep):
+        for cache in [self.pyramids] + [cache for _, cache, _ in self.tiles]:
+            for index in [i for i in cache if i not in keep]:
+                del cache[index]
+
+
+def clip_restorer(net, size, tile, overlap):
+    """The restorer of frames of `size` (LR h, w): tiled when `tile` is set and smaller than the frame."""
+    if tile_shape(size, tile, overlap) == tuple(size):
+        return WindowRestorer(net)
+    return TiledRestorer(net, size, tile, overlap)
+
+
+def warm_up(net, size, tile, overlap, n_seq):
+    """Compile every kernel of one restoration of frames of `size` (LR h, w) with this tiling;
+    returns the seconds taken."""
     start = time.perf_counter()
-    zeros = {i: np.zeros((1, 3, height, width), np.float32) for i in range(n_seq)}
-    WindowRestorer(net).restore(list(range(n_seq)), zeros).numpy()
+    zeros = {i: np.zeros((1, 3) + tuple(size), np.float32) for i in range(n_seq)}
+    clip_restorer(net, size, tile, overlap).restore(list(range(n_seq)), zeros).numpy()
     return time.perf_counter() - start
 
 

@@ -116,23 +116,30 @@ class PWC_Recons(nn.Module):
                 'input_cycle': self.blur_down(recons, est_kernel, self.scale), 'recons': recons,
                 'recons_down': self.recons_forward(down_frames), 'est_kernel': est_kernel}, None
 
-    def frame_features(self, frame):
-        return FrameFeatures(self.extra_feat(self.in_conv(frame)),
-                             self.flow_net.features(frame))
+    def trunk_features(self, frame):
+        return self.extra_feat(self.in_conv(frame))
 
-    def recons_from_features(self, frames, features):
-        """Reconstruct the centre of `frames` from their FrameFeatures (same order)."""
+    def frame_features(self, frame):
+        return FrameFeatures(self.trunk_features(frame), self.flow_net.features(frame))
+
+    def window_flows(self, pyramids):
+        """Flows (pixels) from the centre frame to each frame of a window, from their PWC-Net
+        pyramids (FlowFeatures); None at the centre."""
+        center = self.n_sequence // 2
+        return [None if i == center else self.flow_net.flow_from_features(pyramids[center], pyramid)
+                for i, pyramid in enumerate(pyramids)]
+
+    def recons_from_features(self, frames, features, flows=None):
+        """Reconstruct the centre of `frames` from their FrameFeatures (same order); `flows`, as
+        window_flows returns them, default to those of the features' pyramids."""
         center = self.n_sequence // 2
         base = frames[center]
         if not self.HR_in:
             base = nn.interpolate(base, scale_factor=self.scale, mode='bilinear', align_corners=False)
-        warped = []
-        for i, feature in enumerate(features):
-            if i == center:
-                warped.append(feature.feat)
-            else:
-                flow = self.flow_net.flow_from_features(features[center].flow, feature.flow)
-                warped.append(feature.feat.warp(flow, self.align_corners))
+        if flows is None:
+            flows = self.window_flows([feature.flow for feature in features])
+        warped = [feature.feat if i == center else feature.feat.warp(flows[i], self.align_corners)
+                  for i, feature in enumerate(features)]
         recons_feat = self.recons_net(self.fusion_conv(trunk_layout.concat(warped)))
         if not self.HR_in:
             recons_feat = self.upsample_layers(recons_feat)
