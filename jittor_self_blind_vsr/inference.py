@@ -12,11 +12,11 @@ import os
 import sys
 import time
 
-from tqdm import tqdm
-
 from jittor_self_blind_vsr.infer import InferenceError, tiling
-from jittor_self_blind_vsr.infer.results import VIDEO_CODECS, InferenceRun, check_destination, results_folder
-from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_indices
+from jittor_self_blind_vsr.infer.progress import Progress
+from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, check_destination, kept_for_resume,
+                                                 results_folder)
+from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_count
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
@@ -54,6 +54,8 @@ def build_parser():
     _flag(parser, '--save_image', True, 'save the restored frames as PNG (default True)')
     _flag(parser, '--border', False, 'also restore the first and last n_seq//2 frames of each video')
     _flag(parser, '--save_video', False, 'also write each restored clip as a video file')
+    _flag(parser, '--resume', False, 'keep the finished frames of an interrupted run with the same options '
+                                     '(and start a run that an interruption leaves resumable)')
     _flag(parser, '--align_corners', True, 'grid_sample semantics: True = PyTorch 0.4.1, which the '
                                            'published weights were trained with')
     parser.add_argument('--video_format', choices=sorted(VIDEO_CODECS), default='mp4', help='container for --save_video')
@@ -98,6 +100,8 @@ def parse_args(argv=None):
         parser.error('give --tile or --max_memory, not both')
     if args.tile and 2 * args.tile_overlap >= args.tile:
         parser.error(f'--tile_overlap {args.tile_overlap} must be smaller than half of --tile {args.tile}')
+    if args.resume and not args.save_image:
+        parser.error('--resume keeps the finished frames as PNG files: it needs --save_image')
     if args.dataset_name is None:
         args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
     if args.infer_flag == '.':
@@ -147,7 +151,7 @@ def infer(args):
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
     tiles = tile_sizes(args, dict.fromkeys(cropped_size(c.lr.size, args.size_must_mode) for c in clips), config)
-    run = InferenceRun(args, config, current_device(), {c.name: args.fps or c.lr.fps or 25.0 for c in clips})
+    run = InferenceRun(args, config, current_device(), clips)
     try:
         run.log_header()
         for size, tile in tiles.items():
@@ -159,14 +163,17 @@ def infer(args):
             for size, tile in tiles.items():
                 run.log_warm_up(size, restorer.warm_up(net, size, tile, args.tile_overlap, args.n_seq))
             for clip in clips:
-                start = time.perf_counter()
                 size = cropped_size(clip.lr.size, args.size_must_mode)
                 windows = restorer.clip_restorer(net, size, tiles[size], args.tile_overlap)
-                frames = restorer.restore_clip(windows, clip, args.n_seq, args.border, size, args.scale)
-                for frame in tqdm(frames, desc=clip.name, unit='frame', leave=False, file=sys.stderr, disable=None,
-                                  total=len(window_indices(clip.lr.count, args.n_seq, args.border))):
+                kept = run.start_clip(clip.name)
+                frames = restorer.restore_clip(windows, clip, args.n_seq, args.border, size, args.scale, skip=kept)
+                progress = Progress(clip.name, window_count(clip.lr.count, args.n_seq, args.border), done=kept)
+                for frame in frames:
                     run.add_frame(clip.name, frame)
-                run.end_clip(clip.name, time.perf_counter() - start)
+                    if frame.output is not None:
+                        progress.update()
+                progress.close()
+                run.end_clip(clip.name)
         run.write_summaries()
         run.commit()
     except BaseException:
@@ -181,7 +188,8 @@ def main(argv=None):
 
     def kept():
         state = 'is unchanged' if os.path.lexists(final) else 'was not created'
-        return f'no results were written; {final} {state}'
+        resumable = kept_for_resume(args)
+        return f'no results were written; {final} {state}' + (f'; {resumable}' if resumable else '')
 
     def work():
         print(f'results: {infer(args)}')

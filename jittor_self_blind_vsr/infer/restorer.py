@@ -11,7 +11,7 @@ import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.infer import InferenceError
-from jittor_self_blind_vsr.infer.sources import model_inputs, window_indices
+from jittor_self_blind_vsr.infer.sources import model_input, window_at, window_count
 from jittor_self_blind_vsr.infer.tiling import ramp, tile_shape, tile_starts
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.model.pwc_recons import FrameFeatures, PWC_Recons
@@ -165,38 +165,45 @@ def warm_up(net, size, tile, overlap, n_seq):
 @dataclass
 class RestoredFrame:
     name: str
-    output: jt.Var  # (1,3,H,W) as the network returned it, computed
+    output: Optional[jt.Var]  # (1,3,H,W) as the network returned it, computed; None: kept from an earlier run
     gt: Optional[np.ndarray]  # uint8 HxWx3, when the clip has ground truth
     pre_time: float  # reading, cropping and normalising the frames this window adds
     forward_time: float  # the network, synchronised
 
 
-def restore_clip(restorer, clip, n_seq, border, size, scale):
-    """RestoredFrame of the centre of every window of `clip` (LR frames cropped to `size`), in order."""
-    windows = window_indices(clip.lr.count, n_seq, border)
-    centre = n_seq // 2
-    last_use = {}
-    for k, window in enumerate(windows):
-        for index in window:
-            last_use[index] = k
-    inputs = model_inputs(clip, size, scale, {w[centre] for w in windows})
-    frames, gts, next_index = {}, {}, 0
+def restore_clip(restorer, clip, n_seq, border, size, scale, skip=0):
+    """RestoredFrame of the centre of every window of `clip` (LR frames cropped to `size`), in order,
+    read, restored and handed on one window at a time: the frames and features kept are those a
+    later window still holds, whatever the clip's length. The first `skip` windows (restored by
+    an interrupted run) are not computed: their RestoredFrame has no output."""
+    count, centre = window_count(clip.lr.count, n_seq, border), n_seq // 2
+    h, w = size
+    lr = clip.lr.reader()
+    gt = clip.gt.reader() if clip.gt is not None else None
+    frames = {}
     try:
-        for k, window in enumerate(windows):
+        for k in range(count):
+            window = window_at(k, clip.lr.count, n_seq, border)
+            index = window[centre]
+            if k < skip:
+                yield RestoredFrame(clip.lr.frame_name(index), None, None, 0.0, 0.0)
+                continue
             start = time.perf_counter()
-            while next_index <= max(window):
-                index, lr, gt = next(inputs)
-                frames[index], gts[index] = lr, gt
-                next_index += 1
+            for new in sorted(set(window) - frames.keys()):
+                frames[new] = model_input(lr.read(new), size)
+            target = None if gt is None else np.ascontiguousarray(gt.read(index)[:h * scale, :w * scale])
             pre = time.perf_counter()
             recons = restorer.restore(window, frames)
             forward = time.perf_counter()
-            keep = {i for i, last in last_use.items() if last > k}
+            # a frame's windows lie within 2 * n_seq - 1 of each other
+            keep = {i for later in range(k + 1, min(k + 2 * n_seq, count))
+                    for i in window_at(later, clip.lr.count, n_seq, border)}
             restorer.forget_all_but(keep)
             for stale in [i for i in frames if i not in keep]:
                 del frames[stale]
-            index = window[centre]
-            yield RestoredFrame(clip.lr.frame_name(index), recons, gts.pop(index, None), pre - start, forward - pre)
+            yield RestoredFrame(clip.lr.frame_name(index), recons, target, pre - start, forward - pre)
     finally:
-        inputs.close()
+        lr.close()
+        if gt is not None:
+            gt.close()
         restorer.forget_all_but(set())

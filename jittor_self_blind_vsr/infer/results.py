@@ -3,13 +3,19 @@ original's format, metrics.json and metrics.csv.
 
 They are built in a hidden staging folder next to OUT/<dataset_name>/<blur_type>/ and
 swapped in for an earlier result only when the run is complete; anything at that path
-that is not an earlier result of sbvsr-infer is refused before any work starts.
+that is not an earlier result of sbvsr-infer is refused before any work starts. Each
+finished frame is a line of the staging folder's manifest, not an object in memory: the
+summaries are read back from it at the end, and with --resume the staging folder has a
+fixed name, outlives an interrupted run, and the frames its manifest vouches for are kept.
 """
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,14 +26,23 @@ from tqdm import tqdm
 
 from jittor_self_blind_vsr.infer import InferenceError
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
-from jittor_self_blind_vsr.utils.image_io import is_inside, to_uint8_image, write_image
+from jittor_self_blind_vsr.utils.atomic import atomic_file, write_bytes_atomic
+from jittor_self_blind_vsr.utils.image_io import is_inside, read_image, to_uint8_image, write_image
 from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, calc_psnr, calc_ssim
 
 LOG_NAME = 'inference_log.txt'
 METRICS_JSON = 'metrics.json'
 METRICS_CSV = 'metrics.csv'
 RESULT_FILES = (LOG_NAME, METRICS_JSON, METRICS_CSV)
+# The staging folder's bookkeeping, removed when the result is swapped in (and allowed in a
+# result, where a process killed between the swap and their removal leaves them).
+MANIFEST = '.frames.jsonl'  # one JSON line per finished frame, in order: clip, frame, PNG SHA-256, record
+RESUME_RECORD = '.resume.json'  # what a run resuming this staging folder must share with it
+BOOKKEEPING = (MANIFEST, RESUME_RECORD)
+# Options that do not change a frame, so a resumed run may give them differently.
+NOT_IN_IDENTITY = ('infer_flag', 'quick_test', 'resume', 'model_path', 'result_path', 'dataset_name', 'blur_type')
+# The temporary files utils/atomic.py and the video writer leave when a process is killed outright.
+DEBRIS = re.compile(r'^\..+\.[0-9a-f]{8}\.tmp$|^\..+\.partial\.\w+$')
 LOG_FIRST_LINE = 'Inference - '
 VIDEO_CODECS = {'mp4': 'mp4v', 'avi': 'MJPG'}
 # Seconds per frame as the original's log names them: pre + forward + post = total.
@@ -38,6 +53,57 @@ POST_PARTS = ('eval_time', 'write_time')
 
 def results_folder(args):
     return os.path.join(args.result_path, args.dataset_name, args.blur_type)
+
+
+def resumable_folder(args):
+    """The staging folder of a --resume run: fixed, so that the next run finds it."""
+    return os.path.join(args.result_path, args.dataset_name, f'.{args.blur_type}.resumable')
+
+
+def kept_for_resume(args):
+    """'N finished frames are kept in FOLDER for --resume', or None when there are none."""
+    if not getattr(args, 'resume', False):
+        return None
+    folder = resumable_folder(args)
+    try:
+        with open(os.path.join(folder, MANIFEST), 'rb') as f:
+            count = sum(1 for line in f if line.endswith(b'\n'))
+    except OSError:
+        return None
+    return f'{count} finished frames are kept in {folder} for --resume' if count else None
+
+
+def sha256_of_file(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_identity(args, device, clips):
+    """What a run resuming another must share with it for its frames to be the same ones: the options
+    (input and GT paths made absolute), the model file's content, the device and the clips."""
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_IN_IDENTITY}
+    for key in ('input_path', 'gt_path'):
+        options[key] = None if options[key] is None else os.path.abspath(options[key])
+    return dict(options=options, model_sha256=sha256_of_file(args.model_path), device=device,
+                clips=[[c.name, c.lr.count, list(c.lr.size), c.lr.fps] for c in clips])
+
+
+def identity_difference(old, new):
+    """How the identity `new` differs from `old`, in words."""
+    if old.get('model_sha256') != new['model_sha256']:
+        return 'another model (the model files differ)'
+    if old.get('device') != new['device']:
+        return f'another device ({old.get("device")} there, {new["device"]} here)'
+    if old.get('clips') != new['clips']:
+        return 'other input clips (names, frame counts, sizes or frame rates differ)'
+    for key in sorted(set(old.get('options', {})) | set(new['options'])):
+        there, here = old.get('options', {}).get(key, '(none)'), new['options'].get(key, '(none)')
+        if there != here:
+            return f'other options (--{key} {there} there, {here} here)'
+    return None
 
 
 def _log_is_ours(path):
@@ -70,7 +136,8 @@ def not_a_result(folder):
                           if e.is_symlink() or not e.is_file() or not e.name.endswith('.png')), None)
             if stray is not None:
                 return f'it holds {os.path.join(entry.name, stray)}'
-        elif entry.name not in RESULT_FILES and os.path.splitext(entry.name)[1][1:] not in VIDEO_CODECS:
+        elif (entry.name not in RESULT_FILES + BOOKKEEPING
+              and os.path.splitext(entry.name)[1][1:] not in VIDEO_CODECS):
             return f'it holds {entry.name}'
     return None
 
@@ -94,10 +161,6 @@ def _finite(value):
     return value if value is None or math.isfinite(value) else None
 
 
-def _mean(values):
-    return sum(values) / len(values) if values else None
-
-
 def frame_line(clip, record):
     times = ', '.join(f'{k}:{record[k]:.3}s' for k in TIME_KEYS)
     if 'psnr' in record:
@@ -105,36 +168,151 @@ def frame_line(clip, record):
     return f'> {clip}-{record["frame"]} {times}'
 
 
+class Averages:
+    """Running sums of per-frame records: a clip's or a run's averages without holding the records."""
+
+    def __init__(self, scored):
+        self.keys = (('psnr', 'ssim') if scored else ()) + TIME_KEYS + POST_PARTS
+        self.sums = dict.fromkeys(self.keys, 0.0)
+        self.n_frames, self.wall_time = 0, 0.0
+
+    def add(self, record, wall):
+        for key in self.keys:
+            self.sums[key] += record[key]
+        self.n_frames += 1
+        self.wall_time += wall
+
+    def mean(self, key):
+        return self.sums[key] / self.n_frames
+
+    def summary(self):
+        out = {'n_frames': self.n_frames}
+        if 'psnr' in self.keys:
+            out['avg_psnr'] = _finite(self.mean('psnr'))
+            out['avg_ssim'] = self.mean('ssim')
+        for key in TIME_KEYS + POST_PARTS:
+            out[f'avg_{key}'] = self.mean(key)
+        out['wall_time'] = self.wall_time
+        return out
+
+
+def read_manifest(path):
+    """(raw line, parsed entry) of every complete line of a manifest; a line cut short by a killed
+    process ends it."""
+    with open(path, 'rb') as f:
+        for raw in f:
+            try:
+                entry = json.loads(raw) if raw.endswith(b'\n') else None
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                return
+            yield raw, entry
+
+
 class InferenceRun:
     """The results of one invocation, built in a hidden staging folder next to the final one.
 
     Only a complete run is moved to OUT/<dataset_name>/<blur_type>/ (replacing an older
-    result there); an aborted run removes its staging folder and leaves no metrics.json.
+    result there); an aborted run removes its staging folder and leaves no metrics.json, except
+    with --resume: then the staging folder keeps the frames finished so far for the next run
+    with the same options. Every finished frame is appended to the manifest (after its PNG
+    file is complete): per-frame records are never held in memory, whatever the clip's length.
     """
 
-    def __init__(self, args, config, device, fps):
-        self.args, self.config, self.device, self.fps = args, config, device, fps
+    def __init__(self, args, config, device, clips):
+        self.args, self.config, self.device, self.clips = args, config, device, clips
+        self.fps = {c.name: args.fps or c.lr.fps or 25.0 for c in clips}
         parent = os.path.join(args.result_path, args.dataset_name)
         self.final = os.path.join(parent, args.blur_type)
         self.created = [d for d in (args.result_path, parent) if not os.path.isdir(d)]
+        self.kept = {}  # clip -> frames an interrupted run finished, kept by this one
+        self.staging = None
         try:
             os.makedirs(parent, exist_ok=True)
-            self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
+            if args.resume:
+                self._take_over(resumable_folder(args), run_identity(args, device, clips))
+            else:
+                self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
         except OSError as error:
+            self._remove_staging()
             raise InferenceError(f'cannot create the results folder {parent}: {error.strerror or error}') from None
-        try:
-            self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
         except BaseException:
             self._remove_staging()
             raise
-        self.records = {}  # clip -> list of per-frame dicts
         self.warmups = []
         self.video_writers = {}
-        self.wall = {}
+        self.last_time = None  # when the previous frame was done (its wall time ends there)
+        try:
+            self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
+            self.manifest = open(os.path.join(self.staging, MANIFEST), 'ab')
+            self.replay = read_manifest(os.path.join(self.staging, MANIFEST))
+        except BaseException:
+            self.abort()
+            raise
+
+    def _take_over(self, folder, identity):
+        """Start the resumable staging folder, or check the one an interrupted run left and keep the
+        frames of its manifest, from the first on, whose PNG files still have their recorded SHA-256;
+        the manifest is cut after them (what follows is redone)."""
+        record = os.path.join(folder, RESUME_RECORD)
+        if not os.path.lexists(folder):
+            os.mkdir(folder)
+            self.staging = folder
+            write_bytes_atomic(record, json.dumps(identity, indent=1).encode('utf-8'))
+            return
+        try:
+            with open(record, encoding='utf-8') as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = None
+        if os.path.islink(folder) or not isinstance(old, dict):
+            raise InferenceError(f'{folder} exists and is not an interrupted run of sbvsr-infer --resume, so it is '
+                                 f'not used; move it away or give another --result_path')
+        difference = identity_difference(old, identity)
+        if difference is not None:
+            raise InferenceError(f'{folder} holds an interrupted run with {difference}: give the options it was '
+                                 f'started with, or remove that folder to start afresh')
+        self._remove_debris(folder)  # self.staging is set last: a failure until then must not remove the folder
+        expected = ((clip.name, name) for clip in self.clips for name in self.output_names(clip))
+        count = 0
+        for _, entry in read_manifest(os.path.join(folder, MANIFEST)):
+            if (entry.get('clip'), entry.get('frame')) != next(expected, None) or not self._verified(folder, entry):
+                break
+            self.kept[entry['clip']] = self.kept.get(entry['clip'], 0) + 1
+            count += 1
+        with atomic_file(os.path.join(folder, MANIFEST)) as f:
+            for _, (raw, _) in zip(range(count), read_manifest(os.path.join(folder, MANIFEST))):
+                f.write(raw)
+        self.staging = folder
+
+    def output_names(self, clip):
+        """The names of the frames restored of `clip`, in order."""
+        from jittor_self_blind_vsr.infer.sources import window_at, window_count
+        a, n = self.args, clip.lr.count
+        return (clip.lr.frame_name(window_at(k, n, a.n_seq, a.border)[a.n_seq // 2])
+                for k in range(window_count(n, a.n_seq, a.border)))
+
+    @staticmethod
+    def _verified(folder, entry):
+        path = os.path.join(folder, entry['clip'], f'{entry["frame"]}.png')
+        try:
+            return sha256_of_file(path) == entry.get('sha256')
+        except OSError:
+            return False
+
+    @staticmethod
+    def _remove_debris(folder):
+        """The temporary files (of PNGs, of videos) a process killed outright leaves."""
+        for place in [folder] + [e.path for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]:
+            for entry in os.scandir(place):
+                if entry.is_file(follow_symlinks=False) and DEBRIS.match(entry.name):
+                    os.unlink(entry.path)
 
     # -- logging
-    def log(self, line):
-        tqdm.write(line, file=sys.stdout)
+    def log(self, line, to_file_only=False):
+        if not to_file_only:
+            tqdm.write(line, file=sys.stdout)
         self.log_file.write(line + '\n')
         self.log_file.flush()
 
@@ -148,17 +326,30 @@ class InferenceRun:
                            ('dataset_name', a.dataset_name), ('blur_type', a.blur_type)):
             self.log(f'{key}: {value}')
         self.log(f'Loading model from {a.model_path}')
+        if self.kept:
+            self.log(f'# Resumed: {sum(self.kept.values())} frames an interrupted run finished are kept (their PNG '
+                     f'files have the SHA-256 recorded when they were written)')
 
     def log_warm_up(self, size, seconds):
         self.warmups.append(dict(lr_size=list(size), seconds=seconds))
         self.log(f'# Warm-up (Jittor compilation, not timed below) LR {size[0]}x{size[1]}: {seconds:.3f}s')
 
     # -- per frame
+    def start_clip(self, clip):
+        """Returns how many of the clip's first frames an interrupted run finished (kept, not redone)."""
+        self.last_time = time.perf_counter()
+        return self.kept.get(clip, 0)
+
     def add_frame(self, clip, frame):
-        """Score and save one restored frame (a restorer.RestoredFrame) and log its line.
+        """Score and save one restored frame (a restorer.RestoredFrame), record it in the manifest
+        and log its line; a frame without output was kept from an interrupted run: its line comes
+        from the manifest and its PNG goes into the video.
 
         post_time is what the original's is: the output fetched and rounded to uint8,
         scored and written."""
+        if frame.output is None:
+            self._replay(clip, frame.name)
+            return
         start = time.perf_counter()
         image = to_uint8_image(frame.output.numpy()[0])
         fetched = time.perf_counter()
@@ -167,10 +358,11 @@ class InferenceRun:
             record['psnr'] = calc_psnr(image, frame.gt, CROP_BORDER)
             record['ssim'] = calc_ssim(image, frame.gt, CROP_BORDER)
         scored = time.perf_counter()
+        digest = None
         if self.args.save_image:
             folder = os.path.join(self.staging, clip)
             os.makedirs(folder, exist_ok=True)
-            write_image(os.path.join(folder, f'{frame.name}.png'), image)
+            digest = hashlib.sha256(write_image(os.path.join(folder, f'{frame.name}.png'), image)).hexdigest()
         if self.args.save_video:
             self.video_writer(clip, image).write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         end = time.perf_counter()
@@ -178,8 +370,21 @@ class InferenceRun:
         record.update(pre_time=frame.pre_time, forward_time=frame.forward_time, post_time=post,
                       total_time=frame.pre_time + frame.forward_time + post,
                       eval_time=scored - fetched, write_time=end - scored)
-        self.records.setdefault(clip, []).append(record)
+        wall = end - self.last_time
+        self.last_time = end
+        line = json.dumps(dict(clip=clip, frame=frame.name, sha256=digest, wall=wall, record=record))
+        self.manifest.write(line.encode('utf-8') + b'\n')
+        self.manifest.flush()
+        os.fsync(self.manifest.fileno())
         self.log(frame_line(clip, record))
+
+    def _replay(self, clip, name):
+        _, entry = next(self.replay)
+        self.log(frame_line(clip, entry['record']), to_file_only=True)
+        if self.args.save_video:
+            image = read_image(os.path.join(self.staging, clip, f'{name}.png'))
+            self.video_writer(clip, image).write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self.last_time = time.perf_counter()
 
     def video_writer(self, clip, image):
         if clip not in self.video_writers:
@@ -192,40 +397,37 @@ class InferenceRun:
             self.video_writers[clip] = (writer, tmp)
         return self.video_writers[clip][0]
 
-    def end_clip(self, clip, wall_time):
-        """Close the clip's video file and note the clip's wall-clock seconds."""
+    def end_clip(self, clip):
+        """Close the clip's video file."""
         if clip in self.video_writers:
             writer, tmp = self.video_writers.pop(clip)
             writer.release()
             os.replace(tmp, os.path.join(self.staging, f'{clip}.{self.args.video_format}'))
-        self.wall[clip] = wall_time
 
-    # -- summary
-    def summary_lines(self):
+    # -- summary, read back from the manifest
+    def averages(self):
+        """({clip: Averages}, Averages of the run)."""
+        scored = self.args.gt_path is not None
+        clips, total = {}, Averages(scored)
+        for _, entry in read_manifest(os.path.join(self.staging, MANIFEST)):
+            clips.setdefault(entry['clip'], Averages(scored)).add(entry['record'], entry['wall'])
+            total.add(entry['record'], entry['wall'])
+        return clips, total
+
+    def summary_lines(self, clips, total):
         lines = []
-        frames = [r for records in self.records.values() for r in records]
         if self.args.gt_path is not None:
-            for clip, records in self.records.items():
+            for clip, averages in clips.items():
                 lines.append('# Video:{} AVG-PSNR={:.5}, AVG-SSIM={:.4}'.format(
-                    clip, _mean([r['psnr'] for r in records]), _mean([r['ssim'] for r in records])))
-            lines.append('# Total AVG-PSNR={:.5}, AVG-SSIM={:.4}'.format(
-                _mean([r['psnr'] for r in frames]), _mean([r['ssim'] for r in frames])))
-        times = {k: _mean([r[k] for r in frames]) for k in TIME_KEYS}
+                    clip, averages.mean('psnr'), averages.mean('ssim')))
+            lines.append('# Total AVG-PSNR={:.5}, AVG-SSIM={:.4}'.format(total.mean('psnr'), total.mean('ssim')))
         lines.append('# Time AVG pre_time:{:.3}s, forward_time:{:.3}s, post_time:{:.3}s, total_time:{:.3}s'
-                     .format(*(times[k] for k in TIME_KEYS)))
-        wall = sum(self.wall.values()) / len(frames)
+                     .format(*(total.mean(k) for k in TIME_KEYS)))
+        wall = total.wall_time / total.n_frames
         lines.append(f'# Wall time per frame (logging included, warm-up not): {wall:.3}s')
         return lines
 
-    def metrics(self):
-        videos = {}
-        for clip, records in self.records.items():
-            videos[clip] = self._averages(records)
-            videos[clip]['wall_time'] = self.wall[clip]
-            videos[clip]['frames'] = [{k: _finite(v) if isinstance(v, float) else v for k, v in r.items()}
-                                      for r in records]
-        total = self._averages([r for records in self.records.values() for r in records])
-        total['wall_time'] = sum(self.wall.values())
+    def metrics_head(self):
         a = self.args
         settings = dict(input_path=a.input_path, gt_path=a.gt_path, result_path=self.final, border=a.border,
                         save_image=a.save_image, save_video=a.save_video, n_seq=a.n_seq, scale=a.scale,
@@ -233,60 +435,81 @@ class InferenceRun:
                         dataset_name=a.dataset_name, blur_type=a.blur_type, infer_flag=a.infer_flag,
                         model_config=self.config)
         return dict(model_path=os.path.abspath(a.model_path), device=self.device, settings=settings,
-                    warmup=self.warmups, videos=videos, total=total)
+                    warmup=self.warmups)
 
-    def _averages(self, records):
-        out = {'n_frames': len(records)}
-        if self.args.gt_path is not None:
-            out['avg_psnr'] = _finite(_mean([r['psnr'] for r in records]))
-            out['avg_ssim'] = _mean([r['ssim'] for r in records])
-        for key in TIME_KEYS + POST_PARTS:
-            out[f'avg_{key}'] = _mean([r[key] for r in records])
-        return out
-
-    def metrics_csv(self):
-        text = io.StringIO()
+    def write_metrics(self, clips, total):
+        """metrics.json and metrics.csv, one frame after the other from the manifest."""
         columns = ['video', 'frame', 'psnr', 'ssim', *TIME_KEYS, *POST_PARTS]
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
-        writer.writeheader()
-        for clip, records in self.records.items():
-            for record in records:
-                writer.writerow({'video': clip, **record})
-        return text.getvalue().encode('utf-8')
+        with atomic_file(os.path.join(self.staging, METRICS_JSON)) as js, \
+                atomic_file(os.path.join(self.staging, METRICS_CSV)) as cs:
+            text = io.TextIOWrapper(cs, encoding='utf-8', newline='')
+            table = csv.DictWriter(text, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
+            table.writeheader()
+            head = json.dumps(self.metrics_head(), indent=1, allow_nan=False)
+            js.write((head[:-2] + ',\n "videos": {').encode('utf-8'))
+            clip = None
+            for _, entry in read_manifest(os.path.join(self.staging, MANIFEST)):
+                record = {k: _finite(v) if isinstance(v, float) else v for k, v in entry['record'].items()}
+                if entry['clip'] != clip:
+                    opening = json.dumps(clips[entry['clip']].summary(), allow_nan=False)[:-1]
+                    js.write(f'{"]}," if clip is not None else ""}\n  {json.dumps(entry["clip"])}: {opening}, '
+                             f'"frames": [\n   '.encode('utf-8'))
+                    clip = entry['clip']
+                else:
+                    js.write(b',\n   ')
+                js.write(json.dumps(record, allow_nan=False).encode('utf-8'))
+                table.writerow({'video': clip, **entry['record']})
+            js.write(f']}}\n }},\n "total": {json.dumps(total.summary(), allow_nan=False)}\n}}\n'.encode('utf-8'))
+            text.flush()
+            text.detach()
 
     def write_summaries(self):
-        for line in self.summary_lines():
+        clips, total = self.averages()
+        for line in self.summary_lines(clips, total):
             self.log(line)
         self.log_file.close()
-        write_bytes_atomic(os.path.join(self.staging, METRICS_CSV), self.metrics_csv())
-        data = json.dumps(self.metrics(), indent=1, allow_nan=False)
-        write_bytes_atomic(os.path.join(self.staging, METRICS_JSON), data.encode('utf-8'))
+        self.write_metrics(clips, total)
 
     # -- end of the run
     def commit(self):
         """Swap the finished staging folder in for OUT/<dataset>/<blur_type>, which may only be an
-        earlier result (checked again: it may have appeared during the run)."""
+        earlier result (checked again: it may have appeared during the run), and drop the bookkeeping."""
         check_destination(self.args)
+        self.manifest.close()
+        self.replay.close()
         old = None
         with interrupt.deferred():
             if os.path.lexists(self.final):
                 old = tempfile.mkdtemp(prefix=f'.{self.args.blur_type}.old-', dir=os.path.dirname(self.final))
                 os.replace(self.final, os.path.join(old, 'previous'))
             os.replace(self.staging, self.final)
+        for name in BOOKKEEPING:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.final, name))
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
     def abort(self):
-        for writer, _ in self.video_writers.values():
+        """Close everything; remove the staging folder, unless it keeps finished frames for --resume
+        (then only the unfinished videos go)."""
+        for writer, tmp in self.video_writers.values():
             writer.release()
-        try:
-            self.log_file.close()
-        except OSError:  # a full disk fails the last flush too; the file is deleted below anyway
-            pass
-        self._remove_staging()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        for handle in (getattr(self, name, None) for name in ('log_file', 'manifest')):
+            try:
+                if handle is not None:
+                    handle.close()
+            except OSError:  # a full disk fails the last flush too; the file is deleted below anyway
+                pass
+        if getattr(self, 'replay', None) is not None:
+            self.replay.close()
+        if not (self.args.resume and kept_for_resume(self.args)):
+            self._remove_staging()
 
     def _remove_staging(self):
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
         for folder in reversed(self.created):
             try:
                 os.rmdir(folder)

@@ -27,21 +27,40 @@ class FrameSource:
             return os.path.splitext(os.path.basename(self.paths[index]))[0]
         return f'{index:08d}'
 
-    def frames(self):
-        """RGB uint8 frames in order."""
-        if self.paths is not None:
-            for path in self.paths:
-                yield read_image(path)
-            return
-        capture = cv2.VideoCapture(self.video)
-        try:
-            for index in range(self.count):
-                ok, bgr = capture.read()
-                if not ok:
-                    raise ImageReadError(f'cannot decode frame {index} of the video {self.video}')
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            capture.release()
+    def reader(self):
+        """A FrameReader of this clip's frames."""
+        return FrameReader(self)
+
+
+class FrameReader:
+    """Reads chosen frames of a FrameSource, in increasing index order: image files are read
+    directly, a video is decoded up to the frame (the frames before it only grabbed, not
+    converted), so a run that resumes deep in a long clip does not convert what it skips."""
+
+    def __init__(self, source):
+        self.source = source
+        self.capture = cv2.VideoCapture(source.video) if source.video is not None else None
+        self.position = 0  # of the video: the index of the next frame it decodes
+
+    def read(self, index):
+        """The RGB uint8 frame `index`; with a video, `index` may not lie before a frame already read."""
+        if self.capture is None:
+            return read_image(self.source.paths[index])
+        if index < self.position:
+            raise ValueError(f'frame {index} of {self.source.video} was asked for after frame {self.position - 1}')
+        while self.position <= index:
+            ok = self.capture.grab()
+            self.position += 1
+            if not ok:
+                break
+        ok, bgr = self.capture.retrieve() if ok else (False, None)
+        if not ok:
+            raise ImageReadError(f'cannot decode frame {index} of the video {self.source.video}')
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self):
+        if self.capture is not None:
+            self.capture.release()
 
 
 def probe_image_folder(folder):
@@ -122,17 +141,34 @@ def pair_clips(lr_clips, lr_collection, gt_clips, gt_collection, scale):
     return clips
 
 
-def window_indices(n_frames, n_seq, border):
-    """Frame indices of each window, as the original's gene_seq groups file names.
+def window_count(n_frames, n_seq, border):
+    """How many windows `window_at` numbers (0 when the clip is too short for one)."""
+    extra = 2 * min(n_seq // 2, n_frames) if border else 0
+    return max(n_frames + extra - 2 * (n_seq // 2), 0)
 
-    With border the list is extended by its first and last n_seq//2 entries (not by
-    repeating the edge frame), so every frame is the centre of one window.
+
+def window_at(k, n_frames, n_seq, border):
+    """Frame indices of window `k`, as the original's gene_seq groups file names.
+
+    With border the frame list is extended by its first and last n_seq//2 entries (not by
+    repeating the edge frame), so every frame is the centre of one window. Computed, not
+    listed, so that a clip of any length costs no memory here.
     """
     half = n_seq // 2
-    order = list(range(n_frames))
-    if border:
-        order = order[:half] + order + order[max(n_frames - half, 0):]
-    return [order[i:i + n_seq] for i in range(len(order) - 2 * half)]
+    head = min(half, n_frames) if border else 0  # entries put before the frames
+
+    def frame(position):  # the frame at `position` of the (extended) list
+        if position < head:
+            return position
+        if position < head + n_frames:
+            return position - head
+        return max(n_frames - half, 0) + position - head - n_frames
+    return [frame(p) for p in range(k, k + n_seq)]
+
+
+def window_indices(n_frames, n_seq, border):
+    """Every window_at of a clip, as a list."""
+    return [window_at(k, n_frames, n_seq, border) for k in range(window_count(n_frames, n_seq, border))]
 
 
 def cropped_size(size, mode):
@@ -148,7 +184,7 @@ def collect_clips(args):
         height, width = cropped_size(clip.lr.size, args.size_must_mode)
         if min(height, width) == 0:
             raise InferenceError(f'frames of video {clip.name} are smaller than --size_must_mode')
-        if not window_indices(clip.lr.count, args.n_seq, args.border):
+        if not window_count(clip.lr.count, args.n_seq, args.border):
             extra = '' if args.border else ' (or --border)'
             raise InferenceError(f'video {clip.name} has {clip.lr.count} frames, too few for a {args.n_seq}-frame '
                                  f'window{extra}')
@@ -158,17 +194,9 @@ def collect_clips(args):
     return clips
 
 
-def model_inputs(clip, size, scale, gt_needed):
-    """(index, (1,3,h,w) float32 input in [0,1], uint8 GT frame or None) of every frame in order:
-    LR frames cropped to `size` (h, w), GT frames (only those in `gt_needed`) to `scale` times it."""
-    gt_frames = clip.gt.frames() if clip.gt is not None else None
+def model_input(frame, size):
+    """The (1,3,h,w) float32 network input in [0,1] of an RGB uint8 frame cropped to `size` (h, w)."""
     h, w = size
-    for index, frame in enumerate(clip.lr.frames()):
-        gt = next(gt_frames) if gt_frames is not None else None
-        if gt is not None and index in gt_needed:
-            gt = np.ascontiguousarray(gt[:h * scale, :w * scale])
-        else:
-            gt = None
-        # the original: float64 -> float32 tensor, then *(1/255) in float32
-        lr = frame[:h, :w].astype(np.float32).transpose(2, 0, 1)[None] * np.float32(1 / 255)
-        yield index, np.ascontiguousarray(lr), gt
+    # the original: float64 -> float32 tensor, then *(1/255) in float32
+    lr = frame[:h, :w].astype(np.float32).transpose(2, 0, 1)[None] * np.float32(1 / 255)
+    return np.ascontiguousarray(lr)

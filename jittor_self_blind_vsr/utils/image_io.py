@@ -118,8 +118,11 @@ def _encode(path, rgb):
 
 
 def write_image(path, rgb):
-    """Save an HxWx3 RGB (or HxW grey) uint8 array; the format follows the extension."""
-    write_bytes_atomic(path, _encode(os.fspath(path), rgb))
+    """Save an HxWx3 RGB (or HxW grey) uint8 array; the format follows the extension. Returns the
+    file's bytes (for a checksum of what was written)."""
+    data = _encode(os.fspath(path), rgb)
+    write_bytes_atomic(path, data)
+    return data
 
 
 def is_inside(path, folder):
