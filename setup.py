@@ -33,6 +33,8 @@ setup(
     ],
     extras_require={
         'convert': [TORCH],
+        # a static ffmpeg binary: --save_video copies the input video's sound through it
+        'audio': ['imageio-ffmpeg'],
         # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline
         'test': ['pytest', 'setuptools>=70.1', TORCH],
     },

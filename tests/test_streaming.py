@@ -299,6 +299,50 @@ def test_a_resumable_run_that_finished_no_frame_leaves_nothing(data, tmp_path, c
     assert not (tmp_path / 'out').exists()
 
 
+# ---------------------------------------------------------------- sound
+
+def video_with_sound(data, path):
+    """The LR clip as an MJPEG .avi at 12 frames per second with a 440 Hz tone, by ffmpeg."""
+    ffmpeg = pytest.importorskip('imageio_ffmpeg', reason='the audio extra is not installed').get_ffmpeg_exe()
+    subprocess.run([ffmpeg, '-v', 'error', '-framerate', '12', '-i', str(data / 'LR' / 'clip' / '%08d.png'), '-f',
+                    'lavfi', '-i', 'sine=frequency=440:sample_rate=8000', '-c:v', 'mjpeg', '-q:v', '2', '-c:a',
+                    'pcm_s16le', '-shortest', str(path)], check=True)
+    return ffmpeg
+
+
+def test_the_input_videos_sound_is_copied_from_the_first_restored_frame(data, tmp_path):
+    ffmpeg = video_with_sound(data, tmp_path / 'walk.avi')
+    argv = ['--model_path', str(data / 'small.pkl'), '--input_path', str(tmp_path / 'walk.avi'), '--result_path',
+            str(tmp_path / 'out'), '--save_video', '--device', 'cpu']
+    assert inference.main(argv) == 0
+    result = tmp_path / 'out' / 'walk' / 'unknown'
+    assert sorted(os.listdir(result)) == ['inference_log.txt', 'metrics.csv', 'metrics.json', 'walk', 'walk.mp4']
+    assert len(video_frames(result / 'walk.mp4')) == SHORT - 4
+    assert cv2.VideoCapture(str(result / 'walk.mp4')).get(cv2.CAP_PROP_FPS) == pytest.approx(12)
+    sound = subprocess.run([ffmpeg, '-v', 'error', '-i', str(result / 'walk.mp4'), '-map', '0:a', '-f', 's16le',
+                            '-ac', '1', '-ar', '8000', '-'], capture_output=True, check=True).stdout
+    # the frames restored, 2 to SHORT - 3, last (SHORT - 4) / 12 s: so does the sound (AAC pads up to 1024 samples)
+    assert abs(len(sound) // 2 - (SHORT - 4) / 12 * 8000) <= 1024
+    assert np.abs(np.frombuffer(sound, np.int16)).max() > 1000
+
+
+def test_without_ffmpeg_the_log_says_the_sound_is_not_copied(data, tmp_path, monkeypatch):
+    from jittor_self_blind_vsr.infer import results
+    video = tmp_path / 'walk.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 12, (32, 24))
+    for path in sorted((data / 'LR' / 'clip').iterdir()):
+        writer.write(cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR))
+    writer.release()
+    monkeypatch.setattr(results, 'ffmpeg_program', lambda: None)
+    argv = ['--model_path', str(data / 'small.pkl'), '--input_path', str(video), '--result_path',
+            str(tmp_path / 'out'), '--save_video', '--device', 'cpu']
+    assert inference.main(argv) == 0
+    result = tmp_path / 'out' / 'walk' / 'unknown'
+    assert len(video_frames(result / 'walk.mp4')) == SHORT - 4
+    assert ("# walk: the input's sound, if any, is not copied: that needs ffmpeg (pip install imageio-ffmpeg, or "
+            "an ffmpeg on the PATH)") in (result / 'inference_log.txt').read_text().splitlines()
+
+
 # ---------------------------------------------------------------- progress
 
 class Clock:

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +72,15 @@ def kept_for_resume(args):
     except OSError:
         return None
     return f'{count} finished frames are kept in {folder} for --resume' if count else None
+
+
+def ffmpeg_program():
+    """The ffmpeg of the `audio` extra (imageio-ffmpeg's static binary), else one on the PATH, else None."""
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return shutil.which('ffmpeg')
 
 
 def sha256_of_file(path):
@@ -398,11 +408,46 @@ class InferenceRun:
         return self.video_writers[clip][0]
 
     def end_clip(self, clip):
-        """Close the clip's video file."""
+        """Close the clip's video file, with the input video's sound when there is some."""
         if clip in self.video_writers:
             writer, tmp = self.video_writers.pop(clip)
             writer.release()
-            os.replace(tmp, os.path.join(self.staging, f'{clip}.{self.args.video_format}'))
+            source = next(c.lr for c in self.clips if c.name == clip)
+            try:
+                if source.video is not None:
+                    tmp = self._with_sound(clip, tmp, source)
+                os.replace(tmp, os.path.join(self.staging, f'{clip}.{self.args.video_format}'))
+            except BaseException:
+                self._remove_debris(self.staging)  # also in a --resume run's folder, which stays
+                raise
+
+    def _with_sound(self, clip, video, source):
+        """`video` with the sound of the input video `source` (if it has any) from its first restored
+        frame on, muxed by ffmpeg into a new temporary file (returned); `video` as it is when that
+        cannot be done, said in the log."""
+        if self.fps[clip] != (source.fps or 25.0):
+            self.log(f'# {clip}: the input\'s sound is not copied: --fps changes the video\'s duration')
+            return video
+        ffmpeg = ffmpeg_program()
+        if ffmpeg is None:
+            self.log(f'# {clip}: the input\'s sound, if any, is not copied: that needs ffmpeg '
+                     f'(pip install imageio-ffmpeg, or an ffmpeg on the PATH)')
+            return video
+        first = 0 if self.args.border else self.args.n_seq // 2  # the input frame the video starts with
+        ext = self.args.video_format
+        out = os.path.join(self.staging, f'.{clip}.sound.partial.{ext}')
+        command = [ffmpeg, '-nostdin', '-v', 'error', '-y', '-i', video, '-ss', f'{first / self.fps[clip]:.6f}',
+                   '-i', source.video, '-map', '0:v', '-map', '1:a?', '-c:v', 'copy',
+                   '-c:a', 'aac' if ext == 'mp4' else 'pcm_s16le', '-shortest', out]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)
+            reason = (done.stderr.strip().splitlines() or ['no message'])[-1]
+            self.log(f'# {clip}: the input\'s sound is not copied: ffmpeg failed ({reason})')
+            return video
+        os.unlink(video)
+        return out
 
     # -- summary, read back from the manifest
     def averages(self):
