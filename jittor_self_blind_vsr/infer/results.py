@@ -285,14 +285,16 @@ class InferenceRun:
                                  f'started with, or remove that folder to start afresh')
         self._remove_debris(folder)  # self.staging is set last: a failure until then must not remove the folder
         expected = ((clip.name, name) for clip in self.clips for name in self.output_names(clip))
-        count = 0
-        for _, entry in read_manifest(os.path.join(folder, MANIFEST)):
+        count, manifest = 0, os.path.join(folder, MANIFEST)
+        if not os.path.isfile(manifest):  # killed before it was opened
+            write_bytes_atomic(manifest, b'')
+        for _, entry in read_manifest(manifest):
             if (entry.get('clip'), entry.get('frame')) != next(expected, None) or not self._verified(folder, entry):
                 break
             self.kept[entry['clip']] = self.kept.get(entry['clip'], 0) + 1
             count += 1
-        with atomic_file(os.path.join(folder, MANIFEST)) as f:
-            for _, (raw, _) in zip(range(count), read_manifest(os.path.join(folder, MANIFEST))):
+        with atomic_file(manifest) as f:
+            for _, (raw, _) in zip(range(count), read_manifest(manifest)):
                 f.write(raw)
         self.staging = folder
 
