@@ -6,7 +6,9 @@
   `runtime.import_jittor`), whole frames or overlapping tiles;
 * tiling: where the tiles lie, their blend weights, the tile size a memory budget allows;
 * results: the staged results folder, inference_log.txt, metrics.json/csv, and
-  swapping a finished result in for an earlier one.
+  swapping a finished result in for an earlier one; the manifest of finished frames
+  that keeps memory flat and lets --resume go on after an interruption;
+* progress: frames per second and the time left, on a terminal or as log lines.
 """
 from jittor_self_blind_vsr.utils.cli import UserError
 
