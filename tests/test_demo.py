@@ -138,6 +138,13 @@ def test_the_shipped_weights_are_float16_and_load_as_the_cpu_template_model():
     assert (config['n_feat'], config['extra_RBS'], config['recons_RBS'], config['scale']) == (32, 1, 2, 4)
 
 
+def test_the_name_embedded_is_the_shipped_file_for_sbvsr_infer():
+    from jittor_self_blind_vsr import inference
+    # resolved when the options are read, so the log and results.json name the real file
+    assert inference.parse_args(['--model_path', 'embedded']).model_path == weights.embedded_path()
+    assert inference.parse_args(['--model_path', './embedded']).model_path == './embedded'
+
+
 def test_an_npz_that_is_no_archive_is_one_sentence(tmp_path):
     bad = tmp_path / 'model.npz'
     bad.write_bytes(b'PK\x03\x04 not an archive')
