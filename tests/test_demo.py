@@ -210,10 +210,12 @@ def test_tiny_run_writes_images_and_prints_matching_scores(tmp_path, capsys):
 
 
 # sbvsr-demo's default (the shipped model, no training) on its 5-frame 64x64 clip, measured with the
-# shipped embedded.npz on the 2-core development machine; float32 rounding differs between
-# CPU kernels by far less than the tolerance.
-EMBEDDED_TINY_PSNR = None
+# shipped embedded.npz on the 2-core development machine (2026-12-01); float32 rounding differs
+# between CPU kernels by far less than the tolerance, other weights by far more. Aligned bicubic
+# on the same clip: 21.490 dB (the model is below it: docs/demo.md).
+EMBEDDED_TINY_PSNR = 20.4383
 EMBEDDED_TINY_TOLERANCE = 0.05
+TINY_BICUBIC_PSNR = 21.4901
 
 
 @pytest.mark.slow
@@ -224,7 +226,7 @@ def test_the_default_demo_uses_the_shipped_model(tmp_path, capsys):
     assert not (out / 'experiment').exists()  # nothing trained
     scores = json.loads((out / 'demo_scores.json').read_text())
     assert scores['ours']['psnr'] == pytest.approx(EMBEDDED_TINY_PSNR, abs=EMBEDDED_TINY_TOLERANCE)
-    assert scores['ours']['psnr'] > scores['bicubic']['psnr']
+    assert scores['bicubic']['psnr'] == pytest.approx(TINY_BICUBIC_PSNR, abs=1e-4)
     assert 'sbvsr-infer --input_path my_video.mp4 --model_path embedded --border True' in printed
 
 
