@@ -17,7 +17,8 @@ setup(
     # jittor_self_blind_vsr.templates (found with importlib.resources in option/__init__.py).
     packages=find_packages(include=['jittor_self_blind_vsr', 'jittor_self_blind_vsr.*']) + [TEMPLATES],
     package_dir={TEMPLATES: 'templates'},
-    package_data={TEMPLATES: ['*.cfg']},
+    # The embedded model's weights (jittor_self_blind_vsr/weights/embedded.npz, float16, about 20 MB).
+    package_data={TEMPLATES: ['*.cfg'], 'jittor_self_blind_vsr.weights': ['*.npz']},
     install_requires=[
         'jittor>=1.3.9,<1.4',
         # Jittor's own oneDNN 2.2 build, from PyPI instead of Jittor's download server.

@@ -1,19 +1,21 @@
-"""See the method work with no data and no network: `sbvsr-demo [--output DIR] [--minutes M]`.
+"""See the method work with no data and no network: `sbvsr-demo [--output DIR]`.
 
 1. A short HR clip with real camera motion (a subpixel pan with a slow zoom) is cut from
-   scikit-image's `astronaut` photograph.
+   scikit-image's `astronaut` photograph (sample_clips).
 2. The dataset script degrades it (Gaussian blur sigma 1.2, every 4th pixel kept).
-3. The CPU template trains self-supervised on the LR clip alone (PWC-Net starts from
-   random weights: no pretrained file is needed).
-4. The trained model super-resolves the clip through the inference code path.
-5. PSNR/SSIM against the ground truth are printed next to bicubic upsampling, and
-   side-by-side images (LR bicubic | ours | GT) are written.
+3. The model: the one shipped in the package (trained self-supervised on LR clips of other
+   photographs), another model file (`--model_path`), or, with `--minutes` / `--epochs`,
+   one trained here on the LR clip alone from random weights (CPU template).
+4. The model super-resolves the clip through the inference code path.
+5. PSNR/SSIM against the ground truth are printed next to bicubic upsampling aligned with
+   the decimation grid, side-by-side images (bicubic | ours | GT) are written, and the
+   commands that do the same for the user's own video are printed.
 
 Output folder layout: data/clip and data/eval (HR, LR_blurdown_x4, kernel: the whole clip
-and its centre window), experiment/ (the training run), results/ (inference),
-side_by_side/ (the comparison images), demo_scores.json. Those are replaced on every
-run; nothing else in the output folder is touched, and a non-empty folder the demo did
-not write (it leaves a `.sbvsr-demo` marker) is refused.
+and its centre window), experiment/ (a training run, when there is one), results/
+(inference), side_by_side/ (the comparison images), demo_scores.json. Those are replaced on
+every run; nothing else in the output folder is touched, and a non-empty folder the demo
+did not write (it leaves a `.sbvsr-demo` marker) is refused.
 """
 import argparse
 import json
@@ -26,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from jittor_self_blind_vsr import sample_clips, weights
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
@@ -47,11 +50,6 @@ CROP_BORDER = 4
 # The photograph is halved first (INTER_AREA) so an HR frame holds photo-like detail
 # per pixel rather than the smooth upsampled look of the full-size image.
 SOURCE_SHRINK = 2
-# Camera path, in HR pixels per frame: a pan that is not a whole number of pixels
-# (the frames need subpixel alignment), a slow vertical arc and a slow zoom-in.
-PAN_PER_FRAME = (1.7, 0.6)
-ARC_HEIGHT = 3.0
-ZOOM_PER_FRAME = 0.004
 LABELS = ('LR bicubic', 'ours', 'GT')
 LABEL_HEIGHT = 16
 GAP = 4
@@ -72,74 +70,40 @@ def check_step(status, what):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='sbvsr-demo',
-        description='Build a clip from a bundled photograph, degrade it, train Self-Blind-VSR on the LR clip '
-                    'alone, super-resolve it and compare with bicubic upsampling.')
+        description='Build a clip from a bundled photograph, degrade it, super-resolve it with the model '
+                    'shipped in the package (or one trained here on the LR clip alone) and compare with '
+                    'bicubic upsampling.')
     parser.add_argument('--output', default='demo_output', help='output folder (default ./demo_output)')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto uses CUDA only when a GPU answers')
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=positive_float, default=5.0,
-                        help='training time budget in minutes, compilation included (default 5); '
-                             'training stops after the last epoch that fits')
-    budget.add_argument('--epochs', type=positive_int, default=None, help='train exactly this many epochs instead')
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument('--model_path', default=None,
+                       help='model file to super-resolve with (default: embedded, the model shipped in the package)')
+    model.add_argument('--minutes', type=positive_float, default=None,
+                       help='instead, train from random weights on the LR clip for this many minutes, compilation '
+                            'included; training stops after the last epoch that fits')
+    model.add_argument('--epochs', type=positive_int, default=None,
+                       help='instead, train from random weights on the LR clip for exactly this many epochs')
     parser.add_argument('--iters_per_epoch', type=positive_int, default=10,
                         help='training batches per epoch, the granularity of --minutes (default 10)')
     parser.add_argument('--frames', type=int_range(N_SEQUENCE), default=10,
                         help=f'frames in the clip, at least the {N_SEQUENCE} the model fuses (default 10)')
     parser.add_argument('--size', type=int_range(MIN_SIZE, multiple_of=SCALE), default=128,
                         help=f'HR frame size in pixels, a multiple of {SCALE} (default 128)')
-    parser.add_argument('--lr', type=positive_float, default=5e-4, help='learning rate (default 5e-4)')
-    parser.add_argument('--seed', type=seed_int, default=1, help='random seed (default 1)')
-    return parser.parse_args(argv)
+    parser.add_argument('--lr', type=positive_float, default=5e-4, help='learning rate of training (default 5e-4)')
+    parser.add_argument('--seed', type=seed_int, default=1, help='random seed of training (default 1)')
+    args = parser.parse_args(argv)
+    args.train = args.minutes is not None or args.epochs is not None
+    # set here, not as argparse's default: argparse would not see an explicit `--model_path embedded`
+    # as given (it compares with the default by identity), and so not refuse it with --epochs
+    args.model_path = args.model_path or weights.EMBEDDED
+    return args
 
 
 # ---------------------------------------------------------------- 1. the clip
 
 def source_image():
     """scikit-image's astronaut photograph (RGB uint8), halved."""
-    from skimage import data
-    image = data.astronaut()
-    height, width = image.shape[:2]
-    return cv2.resize(image, (width // SOURCE_SHRINK, height // SOURCE_SHRINK), interpolation=cv2.INTER_AREA)
-
-
-def camera_path(n_frames, pan=PAN_PER_FRAME, arc=ARC_HEIGHT, zoom=ZOOM_PER_FRAME):
-    """(n_frames, 3) float64: camera offset x, y (source pixels from the start) and zoom of every frame."""
-    t = np.arange(n_frames, dtype=np.float64)
-    phase = t / max(n_frames - 1, 1)
-    return np.stack([pan[0] * t, pan[1] * t + arc * np.sin(np.pi * phase), 1 + zoom * t], axis=1)
-
-
-def frame_matrix(centre, zoom, size):
-    """The affine map source -> frame that puts source point `centre` at the frame centre, magnified by `zoom`."""
-    half = (size - 1) / 2
-    return np.array([[zoom, 0, half - zoom * centre[0]], [0, zoom, half - zoom * centre[1]]])
-
-
-def build_clip(image, path, size, start=None):
-    """(T, size, size, 3) uint8 frames seen by a camera following `path` over `image`.
-
-    `start` is the source point the first frame is centred on (default: chosen so the
-    whole path stays inside the image). Raises ValueError when the path leaves the image.
-    """
-    height, width = image.shape[:2]
-    reach = (size - 1) / 2 / path[:, 2].min()
-    offsets = path[:, :2]
-    if start is None:
-        low = reach - offsets.min(axis=0)
-        high = np.array([width - 1, height - 1]) - reach - offsets.max(axis=0)
-        start = (low + high) / 2
-    centres = np.asarray(start, dtype=np.float64) + offsets
-    if (centres - reach).min() < 0 or (centres[:, 0] + reach).max() > width - 1 \
-            or (centres[:, 1] + reach).max() > height - 1:
-        raise ValueError(f'a {size}x{size} camera following this path leaves the {width}x{height} image')
-    source = image.astype(np.float32)
-    frames = []
-    steps = zip(centres, path[:, 2])
-    for centre, zoom in tqdm(steps, total=len(path), desc='Clip', unit='frame', disable=None):
-        frame = cv2.warpAffine(source, frame_matrix(centre, zoom, size), (size, size),
-                               flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
-        frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
-    return np.stack(frames)
+    return sample_clips.shrink(sample_clips.photo(CLIP_NAME), SOURCE_SHRINK)
 
 
 # ---------------------------------------------------------------- 2. degradation
@@ -218,8 +182,18 @@ def super_resolve(args, paths, model_path, results_root):
 # ---------------------------------------------------------------- 5. comparison
 
 def bicubic(lr, scale=SCALE):
+    """Bicubic upsampling on the decimation's grid: LR pixel (i, j) lands on HR pixel (scale*i, scale*j).
+
+    The dataset script keeps HR pixels (0, 0), (0, scale), ...; cv2.resize (like MATLAB's
+    imresize) would put LR pixel i at HR position scale*i + (scale-1)/2, 1.5 pixels off at x4.
+    HR pixel x is sampled at LR coordinate x / scale instead, with the same cubic kernel
+    (a = -0.75) and the border pixels repeated, as cv2.resize does.
+    """
     height, width = lr.shape[:2]
-    return cv2.resize(lr, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
+    xs = np.arange(width * scale, dtype=np.float32) / scale
+    ys = np.arange(height * scale, dtype=np.float32) / scale
+    map_x, map_y = np.meshgrid(xs, ys)
+    return cv2.remap(lr, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def labelled_row(images):
@@ -254,6 +228,15 @@ def report(scores, n_frames, side_dir):
     print(f'Side-by-side images (LR bicubic | ours | GT): {side_dir}')
 
 
+def own_video_commands(model_path):
+    """The commands that super-resolve a user's own video (or folder of frames) the way the demo did."""
+    model = 'embedded' if model_path == weights.EMBEDDED else model_path
+    return [f'sbvsr-infer --input_path my_video.mp4 --model_path {model} --border True --save_video True '
+            '--result_path my_results',
+            f'sbvsr-infer --input_path my_frames/ --model_path {model} --border True --result_path my_results',
+            'add --max_memory GIB (or --tile N) for large frames; docs/inference.md has the rest']
+
+
 # ---------------------------------------------------------------- the whole run
 
 def prepare_output(output):
@@ -273,22 +256,32 @@ def prepare_output(output):
 
 def run(args):
     start = time.perf_counter()
+    if not args.train and not os.path.isfile(weights.resolve(args.model_path)):
+        raise DemoError(f'--model_path {args.model_path} is not a file')
     import_jittor(args.device)
     interrupt.install()
     folders = prepare_output(args.output)
     print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
           f'scikit-image\'s astronaut')
-    frames = build_clip(source_image(), camera_path(args.frames), args.size)
+    frames = sample_clips.build_clip(source_image(), sample_clips.camera_path(args.frames), args.size)
     print(f'[2/5] Degradation: Gaussian blur sigma 1.2, x{SCALE} down (dataset script)')
     paths, eval_set = make_datasets(frames, folders['data'])
-    print(f'[3/5] Self-supervised training on the LR clip alone ({TEMPLATE} template)')
-    train(args, paths, eval_set, folders['experiment'])
-    model_path = os.path.join(folders['experiment'], EXPERIMENT, 'model', 'model_latest.pkl')
-    print('[4/5] Super-resolution with the trained model (inference)')
+    if args.train:
+        print(f'[3/5] Self-supervised training from random weights on the LR clip alone ({TEMPLATE} template)')
+        train(args, paths, eval_set, folders['experiment'])
+        model_path = os.path.join(folders['experiment'], EXPERIMENT, 'model', 'model_latest.pkl')
+    else:
+        model_path = args.model_path
+        print(f'[3/5] Model: {"the embedded model shipped in the package" if model_path == weights.EMBEDDED else model_path} '
+              '(trained without ground truth, on other photographs)' if model_path == weights.EMBEDDED else '')
+    print('[4/5] Super-resolution (inference)')
     sr_dir = os.path.join(super_resolve(args, paths, model_path, folders['results']), CLIP_NAME)
-    print('[5/5] Comparison with bicubic upsampling')
+    print('[5/5] Comparison with bicubic upsampling (aligned with the decimation grid)')
     scores = compare(paths, sr_dir, folders['side_by_side'])
     report(scores, len(frames), folders['side_by_side'])
+    print('\nYour own video or frames, the same way:')
+    for command in own_video_commands(model_path if not args.train else os.path.abspath(model_path)):
+        print(f'  {command}')
     summary = {name: {'psnr': psnr, 'ssim': ssim} for name, (psnr, ssim) in scores.items()}
     write_bytes_atomic(os.path.join(args.output, 'demo_scores.json'), json.dumps(summary, indent=1).encode())
     print(f'Total time {time.perf_counter() - start:.0f} s')

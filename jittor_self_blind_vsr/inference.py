@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from jittor_self_blind_vsr import weights
 from jittor_self_blind_vsr.infer import InferenceError, tiling
 from jittor_self_blind_vsr.infer.progress import Progress
 from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, check_destination, kept_for_resume,
@@ -65,8 +66,9 @@ def build_parser():
                         help='folder of video folders, one folder of frames, or a video file')
     parser.add_argument('--gt_path', default=None, help='ground truth in the same form (optional)')
     parser.add_argument('--model_path', default=published_model('Gaussian'),
-                        help='.pt (published PyTorch) or .pkl (converted) model file (default: the published '
-                             'Gaussian model in pretrain_models/)')
+                        help='.pt (published PyTorch) or .pkl (converted) model file, or `embedded` for the '
+                             'model shipped in the package (default: the published Gaussian model in '
+                             'pretrain_models/)')
     parser.add_argument('--result_path', default='infer_results', help='results root OUT')
     parser.add_argument('--dataset_name', default=None, help='results go to OUT/<dataset_name>/<blur_type>/ '
                                                              '(default: the input\'s name)')
@@ -106,6 +108,7 @@ def parse_args(argv=None):
         args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
     if args.infer_flag == '.':
         args.infer_flag = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())
+    args.model_path = weights.resolve(args.model_path)  # the log and results.json name the real file
     return args
 
 

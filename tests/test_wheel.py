@@ -68,12 +68,16 @@ def elsewhere(tmp_path_factory):
     return cwd
 
 
-def test_the_package_and_its_templates_come_from_the_wheel(installed, elsewhere):
+def test_the_package_its_templates_and_weights_come_from_the_wheel(installed, elsewhere):
     bin_dir, purelib = installed
     where = run([bin_dir / 'python', '-c', 'import jittor_self_blind_vsr, jittor_self_blind_vsr.option as o; '
-                 'print(jittor_self_blind_vsr.__file__); print(o.template_dir())'], elsewhere, 120).split()
+                 'from jittor_self_blind_vsr import weights; print(jittor_self_blind_vsr.__file__); '
+                 'print(o.template_dir()); print(weights.embedded_path())'], elsewhere, 120).split()
     assert Path(where[0]) == purelib / 'jittor_self_blind_vsr' / '__init__.py'
     assert Path(where[1]) == purelib / 'jittor_self_blind_vsr' / 'templates'
+    shipped = purelib / 'jittor_self_blind_vsr' / 'weights' / 'embedded.npz'
+    assert Path(where[2]) == shipped
+    assert shipped.read_bytes() == (REPO / 'jittor_self_blind_vsr' / 'weights' / 'embedded.npz').read_bytes()
 
 
 def test_help_lists_the_templates(installed, elsewhere):
@@ -93,7 +97,7 @@ def test_tiny_training_with_the_default_paths(installed, elsewhere):
 
 
 def test_demo_completes(installed, tmp_path):
-    out = run([installed[0] / 'sbvsr-demo', '--epochs', '1'], tmp_path, 900)
+    out = run([installed[0] / 'sbvsr-demo'], tmp_path, 900)  # the embedded model, read from the wheel
     assert {line.split()[0] for line in out.splitlines() if ' PSNR ' in line} == {'bicubic', 'ours'}
     scores = json.loads((tmp_path / 'demo_output' / 'demo_scores.json').read_text())
     assert all(10 < scores[name]['psnr'] < 60 for name in ('bicubic', 'ours'))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jittor_self_blind_vsr import weights
 from jittor_self_blind_vsr.utils.atomic import atomic_file
 from jittor_self_blind_vsr.utils.cli import UserError
 
@@ -799,8 +800,17 @@ def state_dict_from(content, path):
 
 
 def load_state_dict_file(path):
-    """{key: float32 ndarray} from a `.pkl` of ours (or jt.save) or a PyTorch `.pt` of either format."""
-    return state_dict_from(read_checkpoint(path).content, os.fspath(path))
+    """{key: float32 ndarray} from a `.pkl` of ours (or jt.save), a PyTorch `.pt` of either format,
+    an `.npz` of arrays, or `embedded` (the weights shipped in the package)."""
+    path = os.fspath(weights.resolve(path))
+    if path.endswith('.npz'):
+        _check_is_file(path)
+        try:
+            content = weights.read_npz(path)
+        except Exception as exc:  # a damaged archive can fail in zipfile, zlib or numpy's header parser
+            raise CheckpointError(f'{path} is not a readable .npz of arrays ({_reason(exc)})') from None
+        return state_dict_from(content, path)
+    return state_dict_from(read_checkpoint(path).content, path)
 
 
 def load_pickle_safe(path):
