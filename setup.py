@@ -36,8 +36,9 @@ setup(
         'convert': [TORCH],
         # a static ffmpeg binary: --save_video copies the input video's sound through it
         'audio': ['imageio-ffmpeg'],
-        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline
-        'test': ['pytest', 'setuptools>=70.1', TORCH],
+        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline;
+        # imageio-ffmpeg so that the test of --save_video's sound runs instead of being skipped
+        'test': ['pytest', 'setuptools>=70.1', 'imageio-ffmpeg', TORCH],
     },
     entry_points={'console_scripts': [
         'sbvsr-train = jittor_self_blind_vsr.main:main',
