@@ -235,10 +235,10 @@ def _adopt(jittor, device):
     return _select(jittor, device)
 
 
-def import_jittor(device='auto', precision='exact'):
+def import_jittor(device='auto', precision=None):
     """Configure CUDA, oneDNN and Jittor's torch import for `device` ('auto', 'cpu' or
-    'cuda') and `precision` ('exact' or 'fast', see precision_fallback), import Jittor and
-    return it.
+    'cuda') and `precision` ('exact' or 'fast', see precision_fallback; None keeps the
+    precision asked for before, at first 'exact'), import Jittor and return it.
 
     Called again, 'auto' keeps the device chosen first and 'cpu' switches CUDA off. With
     Jittor imported before the first call, that Jittor is taken as it was configured (see
@@ -249,13 +249,14 @@ def import_jittor(device='auto', precision='exact'):
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS + (None,):
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    jittor = _import_jittor(device, precision)
-    _state['precision'] = precision
-    line = precision_fallback(jittor)
-    if line:
-        _say(line)
+    jittor = _import_jittor(device, precision or _state['precision'])
+    if precision is not None:
+        _state['precision'] = precision
+        line = precision_fallback(jittor)
+        if line:
+            _say(line)
     return jittor
 
 
@@ -334,7 +335,7 @@ def onednn_dir():
 
 
 def current_precision():
-    """The precision the last import_jittor() call asked for ('exact' before any)."""
+    """The precision import_jittor() was last asked for ('exact' before any)."""
     return _state['precision']
 
 
