@@ -121,9 +121,11 @@ def tile_sizes(args, sizes, config):
         return {size: args.tile for size in sizes}
     tiles = {}
     for size in sizes:
-        tile = tiling.choose_tile(args.max_memory, size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+        tile = tiling.choose_tile(args.max_memory, size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale,
+                                  args.precision)
         if tile is None:
-            need = tiling.smallest_budget_gib(size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+            need = tiling.smallest_budget_gib(size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale,
+                                              args.precision)
             raise InferenceError(f'--max_memory {args.max_memory:g} GiB is too small for LR frames of '
                                  f'{size[0]}x{size[1]}: they need about {need:.1f} GiB with --tile_overlap '
                                  f'{args.tile_overlap}')
