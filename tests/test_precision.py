@@ -139,3 +139,12 @@ def test_tiling_budgets_for_the_winograd_buffers():
     assert abs(fast - 4.33) < 0.2 and exact < 2.0
     assert tiling.choose_tile(3, size, **geometry) == 0
     assert 0 < tiling.choose_tile(3, size, **geometry, precision='fast') < max(size)
+
+
+def test_the_commands_take_the_option():
+    from jittor_self_blind_vsr import inference, option
+    assert inference.parse_args([]).precision == 'exact' and option.parse_args([]).precision == 'exact'
+    assert inference.parse_args(['--precision', 'fast']).precision == 'fast'
+    assert option.parse_args(['--precision', 'fast']).precision == 'fast'
+    with pytest.raises(SystemExit):
+        inference.parse_args(['--precision', 'bf16'])
