@@ -30,6 +30,7 @@ _CONV_HEADER = r'''
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <string>
 #include <vector>
 #include "dnnl.hpp"
 
@@ -37,7 +38,7 @@ namespace sbvsr_onednn {
 using namespace dnnl;
 using tag = memory::format_tag;
 
-enum Key { N, IC, IH, IW, OC, OH, OW, KH, KW, STRIDE, PAD, DILATION, RELU, SRC_LAYOUT, DST_LAYOUT, WINOGRAD };
+enum Key { N, IC, IH, IW, OC, OH, OW, KH, KW, STRIDE, PAD, DILATION, RELU, SRC_LAYOUT, DST_LAYOUT, WINOGRAD, NO_BRGCONV };
 
 static tag layout_tag(int64_t layout) {
     return layout == 0 ? tag::nchw : layout == 1 ? tag::nhwc : tag::nChw16c;
@@ -53,7 +54,10 @@ static reorder make_reorder(const memory::desc& from, const memory::desc& to) {
 // One convolution geometry: the primitive oneDNN picked for it (all formats "any", as
 // Jittor's own op asks, so the same kernel runs) and the reorders between the caller's
 // layouts and the ones that kernel wants. With WINOGRAD it asks for the Winograd
-// algorithm first and takes oneDNN's own choice where no Winograd kernel fits.
+// algorithm first and takes oneDNN's own choice where no Winograd kernel fits. With
+// NO_BRGCONV it takes the direct kernel where oneDNN would pick brgconv, which works on
+// NHWC: on blocked or NCHW tensors brgconv pays two reorders (the 128->3 conv at 720x1280:
+// 380 ms against 119 ms).
 struct Plan {
     memory::desc user_src, user_dst, user_weights, bias;
     convolution_forward::primitive_desc pd;
@@ -61,6 +65,10 @@ struct Plan {
     reorder weights_in, src_in, dst_out;
     bool reorder_src = false, reorder_dst = false, winograd = false;
 };
+
+static bool is_brgconv(const convolution_forward::primitive_desc& pd) {
+    return std::string(pd.impl_info_str()).compare(0, 7, "brgconv") == 0;
+}
 
 static Plan make_plan(const std::vector<int64_t>& k) {
     using dt = memory::data_type;
@@ -91,6 +99,11 @@ static Plan make_plan(const std::vector<int64_t>& k) {
         } catch (const error&) {}
     }
     if (!found) p.pd = convolution_forward::primitive_desc(desc(algorithm::convolution_auto), attr, cpu_engine());
+    if (!found && k[NO_BRGCONV] && is_brgconv(p.pd)) {
+        convolution_forward::primitive_desc direct(desc(algorithm::convolution_direct), attr, cpu_engine());
+        while (is_brgconv(direct) && direct.next_impl()) {}
+        if (std::string(direct.impl_info_str()).compare(0, 4, "jit:") == 0) p.pd = direct;
+    }
     p.conv = convolution_forward(p.pd);
     p.weights_in = make_reorder(p.user_weights, p.pd.weights_desc());
     p.reorder_src = p.pd.src_desc() != p.user_src;
@@ -166,7 +179,7 @@ static void conv2d(const std::vector<int64_t>& key, const float* x, const float*
 _CONV_SRC = r'''
 std::vector<int64_t> key;
 for (const char* name : {"n", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "stride", "padding", "dilation",
-                         "relu", "src_layout", "dst_layout", "winograd"})
+                         "relu", "src_layout", "dst_layout", "winograd", "no_brgconv"})
     key.push_back((int64_t)data[name]);
 sbvsr_onednn::conv2d(key, in0_p, in1_p, in2_p, out0_p);
 '''
@@ -286,10 +299,12 @@ def conv2d(x, weight, bias, stride=1, padding=0, dilation=1, relu=False, src_lay
     out_w = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
     if bias is None:
         bias = jt.zeros((c_out,), dtype='float32')
+    fast = winograd_in_use()
     data = dict(n=n, ic=c_in, ih=h, iw=w, oc=c_out, oh=out_h, ow=out_w, kh=kh, kw=kw, stride=stride,
                 padding=padding, dilation=dilation, relu=int(relu), src_layout=LAYOUTS.index(src_layout),
                 dst_layout=LAYOUTS.index(dst_layout),
-                winograd=int(_winograd_fits(c_in, c_out, kh, kw, stride, dilation) and winograd_in_use()))
+                winograd=int(fast and _winograd_fits(c_in, c_out, kh, kw, stride, dilation)),
+                no_brgconv=int(fast and NHWC not in (src_layout, dst_layout)))
     y = jt.code(shape_of(n, c_out, out_h, out_w, dst_layout), 'float32', [x, weight, bias],
                 cpu_header=_CONV_HEADER, cpu_src=_CONV_SRC, data=data)
     y.compile_options = {_compile_flags(): 1}
@@ -303,3 +318,15 @@ def pixel_shuffle_blocked(x, r):
         raise ValueError(f'pixel_shuffle_blocked: {c} channels cannot be shuffled by {r}')
     return jt.code(shape_of(n, c // (r * r), h * r, w * r, BLOCKED), 'float32', [x.float32()],
                    cpu_src=_PIXEL_SHUFFLE_SRC, data=dict(r=r))
+
+
+class FastConv2d(jt.nn.Conv2d):
+    """jt.nn.Conv2d (same parameters and state-dict keys) that, under winograd_in_use() and
+    without gradients, runs on conv2d above (NCHW): PWC-Net's and the kernel net's
+    convolutions at --precision fast. Jittor's own op would convolve with brgconv there and
+    reorder NCHW to NHWC and back around every call. Otherwise exactly jt.nn.Conv2d."""
+
+    def execute(self, x):
+        if jt.flags.no_grad and self.groups == 1 and winograd_in_use():
+            return conv2d(x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0])
+        return super().execute(x)
