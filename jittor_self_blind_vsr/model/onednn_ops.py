@@ -9,9 +9,9 @@ under its direct kernel, `nhwc` under brgconv), caches one primitive per geometr
 fuses bias and ReLU into the kernel, which sums in the same order as Jittor's (outputs
 differ only by the bias being added inside the accumulator: ~1 ulp).
 
-These ops have no gradient: trunk_layout uses them only while Jittor records none
-(jt.no_grad); training runs on Jittor's differentiable convolutions. Nothing but
-trunk_layout uses these layouts.
+These ops have no gradient: trunk_layout (and FastConv2d below, at --precision fast) uses
+them only while Jittor records none (jt.no_grad); training runs on Jittor's differentiable
+convolutions. Nothing but trunk_layout uses the non-NCHW layouts.
 
 A tensor in `nChw16c` is a Jittor Var of shape (N, C/16, H, W, 16): channel c of pixel
 (h, w) at [n, c // 16, h, w, c % 16].
