@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
-from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.runtime import PRECISIONS, import_jittor
 
 
 def parse_size(text):
@@ -76,16 +76,17 @@ def main(argv=None):
     parser.add_argument('--sizes', type=parse_size, nargs='+', default=[(64, 64), (180, 320)])
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--precision', choices=PRECISIONS, default='exact')
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error('--repeat must be at least 1')
     try:
-        jt = import_jittor(args.device)
+        jt = import_jittor(args.device, args.precision)
     except RuntimeError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     net = build(jt, args.seed)
-    print(f'device {args.device}, published config {PUBLISHED_CONFIG}')
+    print(f'device {args.device}, precision {args.precision}, published config {PUBLISHED_CONFIG}')
     for size in args.sizes:
         times, cpu_times = time_infer(jt, net, size, args.repeat, args.seed)
         frames, scale = PUBLISHED_CONFIG['n_sequence'], PUBLISHED_CONFIG['scale']

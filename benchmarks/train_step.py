@@ -23,6 +23,7 @@ def parse(argv=None):
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps (kernel compilation)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='cpu')
     parser.add_argument('--template', default='Self_Blind_VSR_Realistic')
+    parser.add_argument('--precision', choices=('exact', 'fast'), default='exact')
     return parser.parse_args(argv)
 
 
@@ -33,7 +34,7 @@ def make_trainer(options):
     from jittor_self_blind_vsr.option import parse_args
     from jittor_self_blind_vsr.trainer.trainer_flow_video import Trainer_Flow_Video
 
-    args = parse_args(['--template', options.template, '--device', options.device,
+    args = parse_args(['--template', options.template, '--device', options.device, '--precision', options.precision,
                        '--experiment_dir', '/nonexistent-benchmark-dir'])
     net = model_from_options(args)
     loader = SimpleNamespace(loader_train=None, loader_test=None)
@@ -45,7 +46,7 @@ def make_trainer(options):
 def main(argv=None):
     options = parse(argv)
     from jittor_self_blind_vsr.runtime import import_jittor, seed_everything
-    jt = import_jittor(options.device)
+    jt = import_jittor(options.device, options.precision)
     seed_everything(0)
     trainer, args = make_trainer(options)
     trainer.model.train()
@@ -58,7 +59,7 @@ def main(argv=None):
         if step >= options.warmup:
             times.append(time.perf_counter() - start)
     print(f'training step, {options.template} model, batch {options.batch}, LR patch '
-          f'{options.patch}x{options.patch}, {jt.flags.use_cuda and "cuda" or "cpu"}: '
+          f'{options.patch}x{options.patch}, {jt.flags.use_cuda and "cuda" or "cpu"}, {options.precision}: '
           f'median {statistics.median(times):.3f} s, min {min(times):.3f} s over {len(times)} steps')
 
 

@@ -19,7 +19,7 @@ from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, che
                                                  results_folder)
 from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_count
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
-from jittor_self_blind_vsr.runtime import DEVICES, current_device, import_jittor
+from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import run_command
 
@@ -82,6 +82,9 @@ def build_parser():
     parser.add_argument('--scale', type=power_of_two, default=4, help='upsampling factor')
     parser.add_argument('--size_must_mode', type=positive_int, default=1, help='crop LR frames to a multiple of this')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto: CUDA when a GPU is usable')
+    parser.add_argument('--precision', choices=PRECISIONS, default='exact',
+                        help="exact: the original's float32 arithmetic; fast: the CPU trunk's 3x3 convolutions "
+                             "on oneDNN's Winograd kernel, about 2x faster, about 1e-6 relative error (docs/model.md)")
     parser.add_argument('--tile', type=int_range(0), default=0,
                         help='restore LR tiles of this many pixels square, blended back (0: whole frames)')
     parser.add_argument('--tile_overlap', type=int_range(0), default=TILE_OVERLAP,
@@ -125,9 +128,11 @@ def tile_sizes(args, sizes, config):
         return {size: args.tile for size in sizes}
     tiles = {}
     for size in sizes:
-        tile = tiling.choose_tile(args.max_memory, size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+        tile = tiling.choose_tile(args.max_memory, size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale,
+                                  args.precision)
         if tile is None:
-            need = tiling.smallest_budget_gib(size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale)
+            need = tiling.smallest_budget_gib(size, args.tile_overlap, args.n_seq, config['n_feat'], args.scale,
+                                              args.precision)
             raise InferenceError(f'--max_memory {args.max_memory:g} GiB is too small for LR frames of '
                                  f'{size[0]}x{size[1]}: they need about {need:.1f} GiB with --tile_overlap '
                                  f'{args.tile_overlap}')
@@ -135,10 +140,10 @@ def tile_sizes(args, sizes, config):
     return tiles
 
 
-def start_jittor(device):
-    """Jittor on `device`; the model's modules are imported after this."""
+def start_jittor(device, precision='exact'):
+    """Jittor on `device` at `precision`; the model's modules are imported after this."""
     try:
-        jt = import_jittor(device)
+        jt = import_jittor(device, precision)
     except RuntimeError as error:
         raise InferenceError(str(error)) from None
     interrupt.install()  # again: importing Jittor replaced the SIGINT handler
@@ -150,7 +155,7 @@ def infer(args):
     check_args(args)
     check_destination(args)
     clips = collect_clips(args)
-    jt = start_jittor(args.device)
+    jt = start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
     tiles = tile_sizes(args, dict.fromkeys(cropped_size(c.lr.size, args.size_must_mode) for c in clips), config)

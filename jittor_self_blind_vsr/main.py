@@ -51,7 +51,7 @@ def build_model(args, ckp):
 
 
 def run(args):
-    jt = import_jittor(args.device)
+    jt = import_jittor(args.device, args.precision)
     args.cpu = current_device() == 'cpu'
     seed_everything(args.seed)
     from jittor_self_blind_vsr.data import Data
@@ -83,7 +83,7 @@ def run(args):
 
 def train(argv):
     args = parse_args(argv)
-    import_jittor(args.device)  # before any module that imports Jittor
+    import_jittor(args.device, args.precision)  # before any module that imports Jittor
     interrupt.install(loader_workers=args.n_threads > 0)
     run(args)
 

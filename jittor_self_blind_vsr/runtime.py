@@ -42,10 +42,11 @@ from jittor_self_blind_vsr import compile_guard, cuda_stack
 from jittor_self_blind_vsr.utils.cli import UserError
 
 DEVICES = ('auto', 'cpu', 'cuda')
+PRECISIONS = ('exact', 'fast')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
 _ONEDNN_DISTS = ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')
 
-_state = {'device': None}
+_state = {'device': None, 'precision': 'exact'}
 
 # On AVX-512 CPUs oneDNN 2.2 convolves with its brgconv kernel, which sums each output
 # over all (kh, kw, input channel) terms in one float32 accumulator; PyTorch's CPU
@@ -61,6 +62,12 @@ _state = {'device': None}
 ONEDNN_MAX_CPU_ISA = 'AVX512_MIC'
 # ISA caps under which oneDNN 2.2 may still choose brgconv on an AVX-512 core CPU.
 _BRGCONV_ISAS = ('ALL', 'AVX512_CORE', 'AVX512_CORE_VNNI', 'AVX512_CORE_BF16', 'AVX512_CORE_AMX')
+# --precision fast: the cap under which oneDNN 2.2 offers its Winograd F(4x4, 3x3) kernel
+# (jit_wino_4x3, AVX-512 core) for the trunk's 3x3 convolutions, and brgconv for the rest.
+# Its AVX512_MIC Winograd kernel is slower than the direct one (61 ms against 36 ms per
+# 128->128 conv at 180x320), so the exact cap cannot serve it; the cap is read once per
+# process, so the precision is chosen when Jittor starts (docs/model.md, "Precision").
+FAST_MAX_CPU_ISA = 'ALL'
 
 
 class DeviceError(UserError, RuntimeError):
@@ -228,18 +235,38 @@ def _adopt(jittor, device):
     return _select(jittor, device)
 
 
-def import_jittor(device='auto'):
+def import_jittor(device='auto', precision=None):
     """Configure CUDA, oneDNN and Jittor's torch import for `device` ('auto', 'cpu' or
-    'cuda'), import Jittor and return it.
+    'cuda') and `precision` ('exact' or 'fast', see precision_fallback; None keeps the
+    precision asked for before, at first 'exact'), import Jittor and return it.
 
     Called again, 'auto' keeps the device chosen first and 'cpu' switches CUDA off. With
     Jittor imported before the first call, that Jittor is taken as it was configured (see
     the module's docstring). 'auto' with an unusable CUDA stack runs on the CPU after one
     warning line on stderr (none when there is no GPU at all). Raises DeviceError with
-    the reason when 'cuda' is asked for and cannot be used.
+    the reason when 'cuda' is asked for and cannot be used. 'fast' where it cannot run
+    prints on stderr the one line precision_fallback gives.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if precision not in PRECISIONS + (None,):
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    jittor = _import_jittor(device, precision or _state['precision'])
+    if precision is not None:
+        _state['precision'] = precision
+        line = precision_fallback(jittor)
+        if line:
+            _say(line)
+    return jittor
+
+
+def _say(line):
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
+    program = program if program.startswith('sbvsr') else 'sbvsr'
+    print(f'{program}: {line}', file=sys.stderr, flush=True)
+
+
+def _import_jittor(device, precision):
     if _state['device'] is not None:
         if device == 'cuda' and _state['device'] != 'cuda':
             reason = 'no CUDA GPU is usable on this machine' if not cuda_available() else \
@@ -252,15 +279,13 @@ def import_jittor(device='auto'):
         return jittor
     if 'jittor' in sys.modules:
         return _adopt(sys.modules['jittor'], device)
-    os.environ.setdefault('DNNL_MAX_CPU_ISA', ONEDNN_MAX_CPU_ISA)
+    os.environ.setdefault('DNNL_MAX_CPU_ISA', FAST_MAX_CPU_ISA if precision == 'fast' else ONEDNN_MAX_CPU_ISA)
     os.environ.setdefault('FIX_TORCH_ERROR', '0')
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
     chosen, env, line = choose_device(device)
     os.environ.update(env)
     if line:
-        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
-        program = program if program.startswith('sbvsr') else 'sbvsr'
-        print(f'{program}: {line}', file=sys.stderr, flush=True)
+        _say(line)
     jittor = start_jittor(chosen)
     if chosen == 'cuda':
         failure = cuda_stack.self_test(jittor)
@@ -307,6 +332,35 @@ def onednn_dir():
     if not (home / 'include' / 'dnnl.hpp').is_file():
         return None
     return home / 'include', home / 'lib'
+
+
+def current_precision():
+    """The precision import_jittor() was last asked for ('exact' before any)."""
+    return _state['precision']
+
+
+def fast_kernels_usable(jittor):
+    """True when oneDNN's AVX-512 Winograd kernel can serve --precision fast: Jittor on the
+    CPU with oneDNN, an AVX-512 core CPU and an ISA cap that allows it (as for brgconv)."""
+    return not jittor.flags.use_cuda and bool(jittor.compile_extern.use_mkl) and onednn_uses_brgconv()
+
+
+def precision_fallback(jittor):
+    """'' unless --precision fast was asked for and cannot run; then the sentence saying why
+    and what runs instead (the exact arithmetic, to the last bit on CUDA and on CPUs without
+    AVX-512; under a user's ISA cap with the convolution kernel that cap selects)."""
+    if _state['precision'] != 'fast' or fast_kernels_usable(jittor):
+        return ''
+    if jittor.flags.use_cuda:
+        why = 'it is a CPU mode (oneDNN\'s Winograd kernel) and this process runs on CUDA'
+    elif not jittor.compile_extern.use_mkl:
+        why = 'this Jittor runs its CPU convolutions without oneDNN'
+    elif os.environ.get('DNNL_MAX_CPU_ISA', 'ALL').upper() not in _BRGCONV_ISAS:
+        why = (f"oneDNN's Winograd kernel needs AVX-512 (avx512_core), which DNNL_MAX_CPU_ISA="
+               f"{os.environ.get('DNNL_MAX_CPU_ISA')} excludes (fixed when Jittor started)")
+    else:
+        why = "oneDNN's Winograd kernel needs an AVX-512 CPU (avx512f, avx512bw, avx512vl, avx512dq)"
+    return f'warning: --precision fast is not available: {why}; running the exact convolutions'
 
 
 def current_device():

@@ -334,7 +334,7 @@ class InferenceRun:
         for key, value in (('input_path', a.input_path), ('gt_path', a.gt_path), ('model_path', a.model_path),
                            ('result_path', self.final), ('border', a.border), ('save_image', a.save_image),
                            ('n_seq', a.n_seq), ('scale', a.scale), ('size_must_mode', a.size_must_mode),
-                           ('device', self.device), ('align_corners', a.align_corners),
+                           ('device', self.device), ('precision', a.precision), ('align_corners', a.align_corners),
                            ('dataset_name', a.dataset_name), ('blur_type', a.blur_type)):
             self.log(f'{key}: {value}')
         self.log(f'Loading model from {a.model_path}')
@@ -478,7 +478,8 @@ class InferenceRun:
         a = self.args
         settings = dict(input_path=a.input_path, gt_path=a.gt_path, result_path=self.final, border=a.border,
                         save_image=a.save_image, save_video=a.save_video, n_seq=a.n_seq, scale=a.scale,
-                        size_must_mode=a.size_must_mode, align_corners=a.align_corners, crop_border=CROP_BORDER,
+                        size_must_mode=a.size_must_mode, precision=a.precision, align_corners=a.align_corners,
+                        crop_border=CROP_BORDER,
                         dataset_name=a.dataset_name, blur_type=a.blur_type, infer_flag=a.infer_flag,
                         model_config=self.config)
         return dict(model_path=os.path.abspath(a.model_path), device=self.device, settings=settings,

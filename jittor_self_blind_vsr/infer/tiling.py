@@ -23,6 +23,12 @@ BYTES_PER_PIXEL = 27.65 * 2 ** 10
 PYRAMID_CHANNELS = 16 / 4 + 32 / 16 + 64 / 64 + 96 / 256 + 128 / 1024 + 196 / 4096
 DECODER_CHANNELS = 2300 / 16
 OUTPUT_COPIES = 6
+# --precision fast adds the Winograd kernel's transform buffers, sized by the convolution's
+# whole image (the HR out_conv's: 36 KiB per LR pixel), and the cached transformed weights:
+# 0.72, 2.10 and 4.33 GiB peak at LR 64x64, 128x192, 180x320 (benchmarks/forward.py,
+# published size), a line 0.21 GiB and 43 KiB per LR pixel above the exact one.
+FAST_BASE_BYTES = 0.21 * 2 ** 30
+FAST_BYTES_PER_PIXEL = 43 * 2 ** 10
 GIB = 2 ** 30
 
 
@@ -65,18 +71,21 @@ def ramp(start, size, length, overlap, scale):
     return weight
 
 
-def estimated_peak(size, tile, overlap, n_seq, n_feat, scale):
+def estimated_peak(size, tile, overlap, n_seq, n_feat, scale, precision='exact'):
     """Bytes of peak memory of restoring frames of `size` (LR h, w) with this tiling (0: off)."""
     tile_h, tile_w = tile_shape(size, tile, overlap)
     in_work = tile_h * tile_w
+    base, per_pixel = BASE_BYTES, BYTES_PER_PIXEL
+    if precision == 'fast':
+        base, per_pixel = base + FAST_BASE_BYTES, per_pixel + FAST_BYTES_PER_PIXEL
     if not tile:
-        return BASE_BYTES + BYTES_PER_PIXEL * in_work
+        return base + per_pixel * in_work
     covered = len(tile_starts(size[0], tile_h, overlap)) * tile_h * len(tile_starts(size[1], tile_w, overlap)) * tile_w
     frame = size[0] * size[1]
     tiles = 4 * n_seq * (n_feat + 3) * (covered - in_work)
     flow = 4 * (n_seq * PYRAMID_CHANNELS + 2 * (n_seq - 1) + DECODER_CHANNELS) * frame
     output = OUTPUT_COPIES * 4 * 3 * scale * scale * frame
-    return BASE_BYTES + BYTES_PER_PIXEL * in_work + tiles + flow + output
+    return base + per_pixel * in_work + tiles + flow + output
 
 
 def _tiles(size, overlap):
@@ -84,16 +93,16 @@ def _tiles(size, overlap):
     return range(max(size) - 1, 2 * overlap, -1)
 
 
-def choose_tile(budget_gib, size, overlap, n_seq, n_feat, scale):
+def choose_tile(budget_gib, size, overlap, n_seq, n_feat, scale, precision='exact'):
     """The largest tile (0: none needed) whose estimated peak fits `budget_gib`; None if none does."""
     budget = budget_gib * GIB
-    if estimated_peak(size, 0, overlap, n_seq, n_feat, scale) <= budget:
+    if estimated_peak(size, 0, overlap, n_seq, n_feat, scale, precision) <= budget:
         return 0
     return next((tile for tile in _tiles(size, overlap)
-                 if estimated_peak(size, tile, overlap, n_seq, n_feat, scale) <= budget), None)
+                 if estimated_peak(size, tile, overlap, n_seq, n_feat, scale, precision) <= budget), None)
 
 
-def smallest_budget_gib(size, overlap, n_seq, n_feat, scale):
+def smallest_budget_gib(size, overlap, n_seq, n_feat, scale, precision='exact'):
     """GiB of the tiling (or none) of frames of `size` with `overlap` that needs the least memory."""
     tiles = (0, *_tiles(size, overlap))
-    return min(estimated_peak(size, tile, overlap, n_seq, n_feat, scale) for tile in tiles) / GIB
+    return min(estimated_peak(size, tile, overlap, n_seq, n_feat, scale, precision) for tile in tiles) / GIB

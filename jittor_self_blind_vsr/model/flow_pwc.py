@@ -11,7 +11,7 @@ import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.model.correlation import correlation
-from jittor_self_blind_vsr.model.onednn_ops import brgconv_in_use
+from jittor_self_blind_vsr.model.onednn_ops import FastConv2d, brgconv_in_use, winograd_in_use
 
 nn = jt.nn
 
@@ -95,7 +95,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return out + self.bias.reshape(1, o, 1, 1)
 
 
-class OutputAlignedConv2d(nn.Conv2d):
+class OutputAlignedConv2d(FastConv2d):
     """jt.nn.Conv2d computed with its output channels zero-padded to a multiple of 32.
 
     Jittor's oneDNN op reorders the weights on every call; when oneDNN 2.2 convolves with
@@ -105,7 +105,7 @@ class OutputAlignedConv2d(nn.Conv2d):
     is the same dot product either way, so the result is unchanged."""
 
     def execute(self, x):
-        if not brgconv_in_use():
+        if not brgconv_in_use() or (jt.flags.no_grad and winograd_in_use()):
             return super().execute(x)
         pad = -self.out_channels % 32
         weight = self.weight
@@ -118,7 +118,7 @@ class OutputAlignedConv2d(nn.Conv2d):
 
 
 def _conv(c_in, c_out, dilation=1):
-    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=dilation, dilation=dilation)
+    return FastConv2d(c_in, c_out, kernel_size=3, stride=1, padding=dilation, dilation=dilation)
 
 
 def _leaky():
@@ -134,7 +134,7 @@ class Extractor(nn.Module):
         names = ('moduleOne', 'moduleTwo', 'moduleThr', 'moduleFou', 'moduleFiv', 'moduleSix')
         self._names = names
         for name, c_in, c_out in zip(names, widths[:-1], widths[1:]):
-            conv = OutputAlignedConv2d if c_out % 32 else nn.Conv2d
+            conv = OutputAlignedConv2d if c_out % 32 else FastConv2d
             setattr(self, name, nn.Sequential(
                 conv(c_in, c_out, kernel_size=3, stride=2, padding=1), _leaky(),
                 conv(c_out, c_out, kernel_size=3, stride=1, padding=1), _leaky(),

@@ -2,6 +2,8 @@
 import jittor as jt
 import numpy as np
 
+from jittor_self_blind_vsr.model.onednn_ops import FastConv2d
+
 nn = jt.nn
 
 
@@ -57,8 +59,8 @@ class RCAB(nn.Module):
         super().__init__()
         body = []
         for i in range(2):
-            body.append(nn.Conv2d(n_feat, n_feat, kernel_size=kernel_size, stride=1,
-                                  padding=kernel_size // 2, bias=bias))
+            body.append(FastConv2d(n_feat, n_feat, kernel_size=kernel_size, stride=1,
+                                   padding=kernel_size // 2, bias=bias))
             if bn:
                 body.append(nn.BatchNorm2d(n_feat))
             if i == 0:
@@ -77,7 +79,7 @@ class KernelNet(nn.Module):
     def __init__(self, in_c=3, ksize=13):
         super().__init__()
         self.ksize = ksize
-        self.in_conv = nn.Conv2d(in_c, 64, kernel_size=3, padding=1, bias=True)
+        self.in_conv = FastConv2d(in_c, 64, kernel_size=3, padding=1, bias=True)
         self.body1 = nn.Sequential(RCAB(n_feat=64), RCAB(n_feat=64))
         self.global_pool = AdaptiveAvgPool2d(ksize)
         self.body2 = nn.Sequential(

@@ -9,9 +9,9 @@ under its direct kernel, `nhwc` under brgconv), caches one primitive per geometr
 fuses bias and ReLU into the kernel, which sums in the same order as Jittor's (outputs
 differ only by the bias being added inside the accumulator: ~1 ulp).
 
-These ops have no gradient: trunk_layout uses them only while Jittor records none
-(jt.no_grad); training runs on Jittor's differentiable convolutions. Nothing but
-trunk_layout uses these layouts.
+These ops have no gradient: trunk_layout (and FastConv2d below, at --precision fast) uses
+them only while Jittor records none (jt.no_grad); training runs on Jittor's differentiable
+convolutions. Nothing but trunk_layout uses the non-NCHW layouts.
 
 A tensor in `nChw16c` is a Jittor Var of shape (N, C/16, H, W, 16): channel c of pixel
 (h, w) at [n, c // 16, h, w, c % 16].
@@ -20,7 +20,7 @@ import functools
 
 import jittor as jt
 
-from jittor_self_blind_vsr.runtime import onednn_dir, onednn_uses_brgconv
+from jittor_self_blind_vsr.runtime import current_precision, fast_kernels_usable, onednn_dir, onednn_uses_brgconv
 
 NCHW, NHWC, BLOCKED = 'nchw', 'nhwc', 'nChw16c'
 LAYOUTS = (NCHW, NHWC, BLOCKED)
@@ -28,7 +28,9 @@ BLOCK = 16
 
 _CONV_HEADER = r'''
 #include <cstdint>
+#include <cstring>
 #include <map>
+#include <string>
 #include <vector>
 #include "dnnl.hpp"
 
@@ -36,7 +38,7 @@ namespace sbvsr_onednn {
 using namespace dnnl;
 using tag = memory::format_tag;
 
-enum Key { N, IC, IH, IW, OC, OH, OW, KH, KW, STRIDE, PAD, DILATION, RELU, SRC_LAYOUT, DST_LAYOUT };
+enum Key { N, IC, IH, IW, OC, OH, OW, KH, KW, STRIDE, PAD, DILATION, RELU, SRC_LAYOUT, DST_LAYOUT, WINOGRAD, NO_BRGCONV };
 
 static tag layout_tag(int64_t layout) {
     return layout == 0 ? tag::nchw : layout == 1 ? tag::nhwc : tag::nChw16c;
@@ -51,14 +53,22 @@ static reorder make_reorder(const memory::desc& from, const memory::desc& to) {
 
 // One convolution geometry: the primitive oneDNN picked for it (all formats "any", as
 // Jittor's own op asks, so the same kernel runs) and the reorders between the caller's
-// layouts and the ones that kernel wants.
+// layouts and the ones that kernel wants. With WINOGRAD it asks for the Winograd
+// algorithm first and takes oneDNN's own choice where no Winograd kernel fits. With
+// NO_BRGCONV it takes the direct kernel where oneDNN would pick brgconv, which works on
+// NHWC: on blocked or NCHW tensors brgconv pays two reorders (the 128->3 conv at 720x1280:
+// 380 ms against 119 ms).
 struct Plan {
     memory::desc user_src, user_dst, user_weights, bias;
     convolution_forward::primitive_desc pd;
     convolution_forward conv;
     reorder weights_in, src_in, dst_out;
-    bool reorder_src = false, reorder_dst = false;
+    bool reorder_src = false, reorder_dst = false, winograd = false;
 };
+
+static bool is_brgconv(const convolution_forward::primitive_desc& pd) {
+    return std::string(pd.impl_info_str()).compare(0, 7, "brgconv") == 0;
+}
 
 static Plan make_plan(const std::vector<int64_t>& k) {
     using dt = memory::data_type;
@@ -69,17 +79,31 @@ static Plan make_plan(const std::vector<int64_t>& k) {
     p.user_dst = memory::desc(dst, dt::f32, layout_tag(k[DST_LAYOUT]));
     p.user_weights = memory::desc(weights, dt::f32, tag::oihw);
     p.bias = memory::desc({k[OC]}, dt::f32, tag::x);
-    convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_auto,
-        memory::desc(src, dt::f32, tag::any), memory::desc(weights, dt::f32, tag::any), p.bias,
-        memory::desc(dst, dt::f32, tag::any), {k[STRIDE], k[STRIDE]}, {k[DILATION] - 1, k[DILATION] - 1},
-        {k[PAD], k[PAD]}, {k[PAD], k[PAD]});
+    auto desc = [&](algorithm alg) {
+        return convolution_forward::desc(prop_kind::forward_inference, alg,
+            memory::desc(src, dt::f32, tag::any), memory::desc(weights, dt::f32, tag::any), p.bias,
+            memory::desc(dst, dt::f32, tag::any), {k[STRIDE], k[STRIDE]}, {k[DILATION] - 1, k[DILATION] - 1},
+            {k[PAD], k[PAD]}, {k[PAD], k[PAD]});
+    };
     primitive_attr attr;
     if (k[RELU]) {
         post_ops ops;
         ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
         attr.set_post_ops(ops);
     }
-    p.pd = convolution_forward::primitive_desc(desc, attr, cpu_engine());
+    bool found = false;
+    if (k[WINOGRAD]) {
+        try {
+            p.pd = convolution_forward::primitive_desc(desc(algorithm::convolution_winograd), attr, cpu_engine());
+            found = p.winograd = true;
+        } catch (const error&) {}
+    }
+    if (!found) p.pd = convolution_forward::primitive_desc(desc(algorithm::convolution_auto), attr, cpu_engine());
+    if (!found && k[NO_BRGCONV] && is_brgconv(p.pd)) {
+        convolution_forward::primitive_desc direct(desc(algorithm::convolution_direct), attr, cpu_engine());
+        while (is_brgconv(direct) && direct.next_impl()) {}
+        if (std::string(direct.impl_info_str()).compare(0, 4, "jit:") == 0) p.pd = direct;
+    }
     p.conv = convolution_forward(p.pd);
     p.weights_in = make_reorder(p.user_weights, p.pd.weights_desc());
     p.reorder_src = p.pd.src_desc() != p.user_src;
@@ -105,6 +129,25 @@ static float* scratch(int slot, size_t bytes) {
     return buffer.data();
 }
 
+// Winograd weights are transformed, not only reordered: 10 ms per 128->128 3x3 conv, a
+// third of the convolution. The transform is kept per (plan, weight buffer) and redone
+// when the buffer's values change (training updates them; Jittor may reuse the address).
+struct Transformed { std::vector<float> values; memory weights; };
+static const size_t MAX_TRANSFORMED = 256;
+
+static memory transformed_weights(Plan& p, const float* w, memory& user_weights) {
+    static std::map<std::pair<const Plan*, const float*>, Transformed> cache;
+    if (cache.size() >= MAX_TRANSFORMED && !cache.count({&p, w})) cache.clear();
+    Transformed& entry = cache[{&p, w}];
+    size_t count = p.user_weights.get_size() / sizeof(float);
+    if (entry.values.size() != count || std::memcmp(entry.values.data(), w, count * sizeof(float))) {
+        entry.values.assign(w, w + count);
+        if (!entry.weights.get(true)) entry.weights = memory(p.pd.weights_desc(), cpu_engine());
+        p.weights_in.execute(cpu_stream(), user_weights, entry.weights);
+    }
+    return entry.weights;
+}
+
 static void conv2d(const std::vector<int64_t>& key, const float* x, const float* w, const float* b, float* y) {
     Plan& p = plan_for(key);
     engine& eng = cpu_engine();
@@ -112,8 +155,13 @@ static void conv2d(const std::vector<int64_t>& key, const float* x, const float*
     memory user_src(p.user_src, eng, const_cast<float*>(x)), user_dst(p.user_dst, eng, y);
     memory user_weights(p.user_weights, eng, const_cast<float*>(w));
     memory bias(p.bias, eng, const_cast<float*>(b));
-    memory weights(p.pd.weights_desc(), eng, scratch(0, p.pd.weights_desc().get_size()));
-    p.weights_in.execute(s, user_weights, weights);
+    memory weights;
+    if (p.winograd) {
+        weights = transformed_weights(p, w, user_weights);
+    } else {
+        weights = memory(p.pd.weights_desc(), eng, scratch(0, p.pd.weights_desc().get_size()));
+        p.weights_in.execute(s, user_weights, weights);
+    }
     memory src = user_src, dst = user_dst;
     if (p.reorder_src) {
         src = memory(p.pd.src_desc(), eng, scratch(1, p.pd.src_desc().get_size()));
@@ -131,7 +179,7 @@ static void conv2d(const std::vector<int64_t>& key, const float* x, const float*
 _CONV_SRC = r'''
 std::vector<int64_t> key;
 for (const char* name : {"n", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "stride", "padding", "dilation",
-                         "relu", "src_layout", "dst_layout"})
+                         "relu", "src_layout", "dst_layout", "winograd", "no_brgconv"})
     key.push_back((int64_t)data[name]);
 sbvsr_onednn::conv2d(key, in0_p, in1_p, in2_p, out0_p);
 '''
@@ -167,6 +215,13 @@ def brgconv_in_use():
     return jittor_uses_onednn() and onednn_uses_brgconv()
 
 
+def winograd_in_use():
+    """True under --precision fast where oneDNN's AVX-512 Winograd kernel can run: conv2d
+    then computes stride-1, undilated 3x3 convolutions with it (runtime.precision_fallback
+    says why not otherwise)."""
+    return current_precision() == 'fast' and fast_kernels_usable(jt)
+
+
 def available():
     """True when these ops can run: Jittor uses oneDNN and its headers are found."""
     return jittor_uses_onednn() and _compile_flags() is not None
@@ -179,6 +234,12 @@ def _compile_flags():
         return None
     include, lib = found
     return f'FLAGS: -I"{include}" -L"{lib}" -Wl,-rpath,"{lib}" -lmkldnn '
+
+
+def _winograd_fits(c_in, c_out, kh, kw, stride, dilation):
+    """Geometries the Winograd kernel serves well: 3x3, stride 1, undilated, 16-channel
+    multiples (it pads others to 16: 187 ms for the 128->3 conv at 720x1280, direct 119 ms)."""
+    return kh == kw == 3 and stride == dilation == 1 and c_in % BLOCK == 0 and c_out % BLOCK == 0
 
 
 def shape_of(n, c, h, w, layout):
@@ -225,7 +286,9 @@ def from_layout(x, layout):
 
 def conv2d(x, weight, bias, stride=1, padding=0, dilation=1, relu=False, src_layout=NCHW, dst_layout=NCHW):
     """relu?(conv2d(x, weight) + bias) for x in src_layout, output in dst_layout; weight
-    (out, in, kh, kw), bias (out,); square geometry, groups 1. No gradient."""
+    (out, in, kh, kw), bias (out,); square geometry, groups 1. No gradient. Under
+    winograd_in_use() a stride-1 undilated 3x3 convolution runs on the Winograd kernel
+    (F(4x4, 3x3): about 1e-6 relative error against 2e-7 for the direct one)."""
     if src_layout not in LAYOUTS or dst_layout not in LAYOUTS:
         raise ValueError(f'layouts must be among {LAYOUTS}, not {src_layout!r}, {dst_layout!r}')
     n, c_in, h, w = nchw_dims(x, src_layout)
@@ -236,9 +299,12 @@ def conv2d(x, weight, bias, stride=1, padding=0, dilation=1, relu=False, src_lay
     out_w = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
     if bias is None:
         bias = jt.zeros((c_out,), dtype='float32')
+    fast = winograd_in_use()
     data = dict(n=n, ic=c_in, ih=h, iw=w, oc=c_out, oh=out_h, ow=out_w, kh=kh, kw=kw, stride=stride,
                 padding=padding, dilation=dilation, relu=int(relu), src_layout=LAYOUTS.index(src_layout),
-                dst_layout=LAYOUTS.index(dst_layout))
+                dst_layout=LAYOUTS.index(dst_layout),
+                winograd=int(fast and _winograd_fits(c_in, c_out, kh, kw, stride, dilation)),
+                no_brgconv=int(fast and NHWC not in (src_layout, dst_layout)))
     y = jt.code(shape_of(n, c_out, out_h, out_w, dst_layout), 'float32', [x, weight, bias],
                 cpu_header=_CONV_HEADER, cpu_src=_CONV_SRC, data=data)
     y.compile_options = {_compile_flags(): 1}
@@ -252,3 +318,15 @@ def pixel_shuffle_blocked(x, r):
         raise ValueError(f'pixel_shuffle_blocked: {c} channels cannot be shuffled by {r}')
     return jt.code(shape_of(n, c // (r * r), h * r, w * r, BLOCKED), 'float32', [x.float32()],
                    cpu_src=_PIXEL_SHUFFLE_SRC, data=dict(r=r))
+
+
+class FastConv2d(jt.nn.Conv2d):
+    """jt.nn.Conv2d (same parameters and state-dict keys) that, under winograd_in_use() and
+    without gradients, runs on conv2d above (NCHW): PWC-Net's and the kernel net's
+    convolutions at --precision fast. Jittor's own op would convolve with brgconv there and
+    reorder NCHW to NHWC and back around every call. Otherwise exactly jt.nn.Conv2d."""
+
+    def execute(self, x):
+        if jt.flags.no_grad and self.groups == 1 and winograd_in_use():
+            return conv2d(x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0])
+        return super().execute(x)

@@ -16,6 +16,7 @@ writes its output in `layout(width)`, chosen when it runs:
 |--------------------------------------------|--------------------------------|----------------------------|
 | direct (default)                           | nChw16c, onednn_ops.conv2d     | NCHW, jt.nn.conv2d         |
 | brgconv (DNNL_MAX_CPU_ISA=ALL)             | NHWC, onednn_ops.conv2d        | NHWC, _OneDNNConvNHWC      |
+| Winograd (--precision fast)                | nChw16c, onednn_ops.conv2d     | NHWC, _OneDNNConvNHWC      |
 
 onednn_ops.conv2d also fuses bias and ReLU and has no gradient, hence the split. nChw16c
 needs a multiple of 16 channels; other widths stay NCHW (still on onednn_ops.conv2d).
@@ -46,11 +47,12 @@ def inference_ops_in_use():
 
 def layout(channels):
     """The layout a trunk layer writes features of `channels` channels in, now."""
+    blocked = inference_ops_in_use() and channels % onednn_ops.BLOCK == 0
+    if blocked and onednn_ops.winograd_in_use():
+        return BLOCKED  # the Winograd kernel's own layout, though the cap allows brgconv
     if onednn_ops.brgconv_in_use():
         return NHWC
-    if inference_ops_in_use() and channels % onednn_ops.BLOCK == 0:
-        return BLOCKED
-    return NCHW
+    return BLOCKED if blocked else NCHW
 
 
 # A namedtuple so that code collecting the Vars of nested tuples (to sync cached

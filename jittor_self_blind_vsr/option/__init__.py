@@ -2,7 +2,7 @@
 
 Every option of the original `option/__init__.py`, plus the settings the original
 only set in its templates (`--n_sequence`, `--n_feat`, ...) and the port's own
-(`--device`, `--align_corners`, `--adam_eps_after_bias_correction`,
+(`--device`, `--precision`, `--align_corners`, `--adam_eps_after_bias_correction`,
 `--random_flow_init`, `--repeat_worker_kernels`). Precedence, lowest first:
 parser default, template file (`templates/<name>.cfg`), command line. The original
 let the template win over the command line, which made templates impossible to adjust.
@@ -138,6 +138,10 @@ def _add_hardware(parser):
                        help='auto uses CUDA only when a GPU answers')
     group.add_argument('--cpu', dest='device', action='store_const', const='cpu',
                        help='alias of --device cpu')
+    group.add_argument('--precision', choices=('exact', 'fast'), default='exact',
+                       help="exact: the original's float32 arithmetic; fast: on the CPU, oneDNN's Winograd "
+                            "kernel for the trunk's 3x3 convolutions without gradients, brgconv elsewhere "
+                            "(docs/model.md)")
     group.add_argument('--n_GPUs', type=positive_int, default=1,
                        help='kept for the original command lines; several devices train with mpirun -np N')
     group.add_argument('--seed', type=seed_int, default=1, help='random seed')
