@@ -82,6 +82,7 @@ def main():
     parser.add_argument('--lr', type=float, default=adapt.DEFAULT_LR)
     parser.add_argument('--patch_size', type=int, default=adapt.DEFAULT_PATCH)
     parser.add_argument('--batch_size', type=int, default=adapt.DEFAULT_BATCH)
+    parser.add_argument('--timing_only', action='store_true', help='adapt and time the steps; score nothing')
     options = parser.parse_args()
     inference.start_jittor('cpu')
     os.makedirs(options.output, exist_ok=True)
@@ -97,6 +98,8 @@ def main():
                       first_steps=times[:COMPILING_STEPS], load=os.getloadavg())
         print(f'{name}: CPU {timing["cpu_per_step"]:.3f} s/step, wall {timing["wall_per_step"]:.3f} s/step '
               f'(steps {COMPILING_STEPS + 1}-{len(times)}), load {timing["load"]}')
+        if options.timing_only:
+            continue
         rows = {0: scores(options, lr_path, hr_path, options.model, options.output, name, 'steps0')}
         for steps, path in snapshots.items():
             rows[steps] = scores(options, lr_path, hr_path, path, options.output, name, f'steps{steps}')

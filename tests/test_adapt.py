@@ -14,6 +14,7 @@ from conftest import parity_file
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr import adapt
 from jittor_self_blind_vsr.infer import restorer
+from jittor_self_blind_vsr.infer.sources import collect_clips
 from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file, save_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
 from parity_weights import seeded_state
@@ -98,6 +99,25 @@ def test_result_frames_are_written_with_the_adapted_weights(data, adapted):
     metrics = json.loads((out / 'clip' / 'adapted' / 'metrics.json').read_text())
     assert metrics['model_path'] == str(out / 'clip' / 'adapted.pkl')
     assert len(metrics['videos']['clip']['frames']) == N_FRAMES - 4
+
+
+def test_training_set_links_frame_folders_and_decodes_videos(data, tmp_path):
+    video = tmp_path / 'movie.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 25, (LR_W, LR_H))
+    for path in list_images(data / 'LR' / 'clip'):
+        writer.write(cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR))
+    writer.release()
+    from_video = collect_clips(adapt.parse_args(['--input_path', str(video)]))
+    decoded = list(from_video[0].lr.frames())
+    with adapt.training_set(from_video) as root:
+        staged = [read_image(p) for p in list_images(os.path.join(root, 'movie'))]
+        assert len(staged) == N_FRAMES and all(np.array_equal(a, b) for a, b in zip(staged, decoded))
+    assert not os.path.exists(root)
+    from_folder = collect_clips(adapt.parse_args(['--input_path', str(data / 'LR' / 'clip')]))
+    with adapt.training_set(from_folder) as root:
+        assert os.path.realpath(os.path.join(root, 'clip')) == os.path.realpath(data / 'LR' / 'clip')
+    assert not os.path.exists(root)
+    assert len(list_images(data / 'LR' / 'clip')) == N_FRAMES
 
 
 def test_time_budget_ends_after_the_step_under_way():
