@@ -1,7 +1,8 @@
 """Does sbvsr-adapt help? PSNR/SSIM of a model before and after adapting to test clips with GT.
 
     python benchmarks/adapt_effect.py --model MODEL.pkl --clips CLIPS --output DIR \
-        --steps 30 150 450 [--per_clip] [--lr 2e-5] [--patch_size 64] [--batch_size 2]
+        --steps 90 450 1350 [--per_clip] [--lr 2e-5] [--patch_size 64] [--batch_size 2] \
+        [--train_clips OTHER_LR] [--timing_only]
 
 CLIPS holds LR_blurdown_x4/<clip>/ and HR/<clip>/ (sbvsr-gene-dataset's layout). The model
 adapts (sbvsr-adapt's own functions: adapt.adapt with its trainer) to all clips at once, or
@@ -10,7 +11,9 @@ each listed step count (a run of N steps with the same seed passes through exact
 weights, so each snapshot is what `sbvsr-adapt --steps N` saves). Every snapshot and the
 unadapted model then super-resolve the clips with sbvsr-infer (--border True). Prints
 per-step CPU and wall seconds (the first two steps, which compile, apart) and a table of
-average PSNR/SSIM per clip; writes DIR/summary.json.
+average PSNR/SSIM per clip; writes DIR/summary.json. --train_clips is the control: the same
+steps on other clips (the model's own training clips), so that the gain of adapting to the
+test clips can be told apart from the gain of more training.
 """
 import argparse
 import json
@@ -82,20 +85,23 @@ def main():
     parser.add_argument('--lr', type=float, default=adapt.DEFAULT_LR)
     parser.add_argument('--patch_size', type=int, default=adapt.DEFAULT_PATCH)
     parser.add_argument('--batch_size', type=int, default=adapt.DEFAULT_BATCH)
+    parser.add_argument('--train_clips', default=None,
+                        help='a control: adapt on these LR clips (a folder of video folders) instead of the test '
+                             'clips, then score on the test clips as usual')
     parser.add_argument('--timing_only', action='store_true', help='adapt and time the steps; score nothing')
     options = parser.parse_args()
     inference.start_jittor('cpu')
     os.makedirs(options.output, exist_ok=True)
     lr_root, hr_root = (os.path.join(options.clips, sub) for sub in ('LR_blurdown_x4', 'HR'))
     targets = [(c, os.path.join(lr_root, c), os.path.join(hr_root, c)) for c in sorted(os.listdir(lr_root))] \
-        if options.per_clip else [('all', lr_root, hr_root)]
+        if options.per_clip and not options.train_clips else [('all', lr_root, hr_root)]
     summary = dict(model=os.path.abspath(options.model), lr=options.lr, patch_size=options.patch_size,
-                   batch_size=options.batch_size, per_clip=options.per_clip, load_start=os.getloadavg(), results={})
+                   batch_size=options.batch_size, per_clip=options.per_clip, train_clips=options.train_clips, load_start=os.getloadavg(), results={})
     for name, lr_path, hr_path in targets:
-        snapshots, times = adapt_to(options, name, lr_path, options.output)
+        snapshots, times = adapt_to(options, name, options.train_clips or lr_path, options.output)
         warm = times[COMPILING_STEPS:] or times
-        timing = dict(cpu_per_step=statistics.mean(t[0] for t in warm), wall_per_step=statistics.mean(t[1] for t in warm),
-                      first_steps=times[:COMPILING_STEPS], load=os.getloadavg())
+        timing = dict(cpu_per_step=statistics.mean(t[0] for t in warm),
+                      wall_per_step=statistics.mean(t[1] for t in warm), first_steps=times[:COMPILING_STEPS], load=os.getloadavg())
         print(f'{name}: CPU {timing["cpu_per_step"]:.3f} s/step, wall {timing["wall_per_step"]:.3f} s/step '
               f'(steps {COMPILING_STEPS + 1}-{len(times)}), load {timing["load"]}')
         if options.timing_only:

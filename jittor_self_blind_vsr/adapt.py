@@ -34,8 +34,7 @@ from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
 from jittor_self_blind_vsr.utils.image_io import write_image
 
-PROGRAM = 'sbvsr-adapt'
-TOOL = 'sbvsr-adapt'  # the record's 'tool' field: marks the weights beside it as this tool's
+PROGRAM = 'sbvsr-adapt'  # also the record's 'tool' field, which marks the weights beside it as this tool's
 DEFAULT_MINUTES = 5.0
 DEFAULT_LR = 2e-5
 DEFAULT_PATCH = 64
@@ -101,7 +100,7 @@ def read_record(path):
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get('tool') == TOOL else None
+    return record if isinstance(record, dict) and record.get('tool') == PROGRAM else None
 
 
 def check_weights_destination(args):
@@ -203,14 +202,14 @@ def adapt(args, net, config, clips, budget=None):
     with training_set(clips) as data_dir:
         options = training_options(args, config, data_dir, clips)
         log = AdaptLog()
-        trainer = Trainer_Flow_Video(options, Data(options), net, Loss(options.loss, ksize=options.ksize,
-                                                                       scale=options.scale), log)
+        loss = Loss(options.loss, ksize=options.ksize, scale=options.scale)
+        trainer = Trainer_Flow_Video(options, Data(options), net, loss, log)
         budget = budget or Budget(args.steps, None if args.minutes is None else args.minutes * 60)
         while not budget.exhausted():
             trainer.train(stop=budget.after_step)
     net.eval()
-    return dict(steps=int(trainer.optimizer.n_step), wall_seconds=round(budget.wall(), 3), cpu_seconds=round(budget.cpu(), 3),
-                patch_size=options.patch_size, batch_size=options.batch_size, lr=options.lr, flow_lr=options.flow_lr,
+    return dict(steps=int(trainer.optimizer.n_step), wall_seconds=round(budget.wall(), 3),
+                cpu_seconds=round(budget.cpu(), 3), patch_size=options.patch_size, batch_size=options.batch_size, lr=options.lr, flow_lr=options.flow_lr,
                 seed=options.seed, loss=options.loss,
                 epoch_mean_losses={name: values for name, values in trainer.logs.items()})
 
@@ -223,7 +222,7 @@ def save_weights(args, net, run):
     with interrupt.deferred():
         os.makedirs(os.path.dirname(weights), exist_ok=True)
         save_state_dict_file(net.numpy_state_dict(), weights)
-        record = dict(tool=TOOL, input_model=os.path.abspath(args.input_model),
+        record = dict(tool=PROGRAM, input_model=os.path.abspath(args.input_model),
                       input_model_sha256=args.input_sha256, adapted_model=os.path.abspath(weights),
                       adapted_model_sha256=sha256(weights), input_path=os.path.abspath(args.input_path),
                       minutes=args.minutes, max_steps=args.steps, **run)
