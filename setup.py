@@ -47,5 +47,6 @@ setup(
         'sbvsr-gene-dataset = jittor_self_blind_vsr.script_gene_dataset_blurdown:main',
         'sbvsr-visualize = jittor_self_blind_vsr.visualize_results:main',
         'sbvsr-demo = jittor_self_blind_vsr.demo:main',
+        'sbvsr-adapt = jittor_self_blind_vsr.adapt:main',
     ]},
 )

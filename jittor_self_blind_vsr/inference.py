@@ -94,8 +94,9 @@ def build_parser():
     return parser
 
 
-def parse_args(argv=None):
-    parser = build_parser()
+def parse_args(argv=None, parser=None):
+    """The options of `parser` (default: build_parser(); sbvsr-adapt passes it with its own group added)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if args.quick_test != '.':
         # a preset only changes the defaults, so options on the command line win

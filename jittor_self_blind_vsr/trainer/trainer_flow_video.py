@@ -106,7 +106,8 @@ class Trainer_Flow_Video(Trainer):
         lr = self.set_epoch_lr(epoch)
         self.ckp.write_log(f'[Epoch {epoch}]\tLearning rate: {lr:.2e}')
 
-    def train(self):
+    def train(self, stop=None):
+        """One epoch; `stop`, called after every batch, ends it early by returning True (sbvsr-adapt's budget)."""
         epoch = self.epoch + 1
         self._start_epoch(epoch)
         self.model.train()
@@ -122,6 +123,8 @@ class Trainer_Flow_Video(Trainer):
             bar.set_postfix_str(means)
             if n_batches % self.args.print_every == 0:
                 self.ckp.write_log(f'[{n_batches}/{len(self.loader_train)}]\t{means}', echo=False)
+            if stop is not None and stop():
+                break
         bar.close()
         if n_batches == 0:
             raise RuntimeError('the training set gave no batch (fewer clips than --batch_size?)')
