@@ -6,6 +6,7 @@ import math
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 
@@ -107,6 +108,13 @@ def test_layout(border_run):
         assert sorted(os.listdir(border_run / video)) == [f'{i:08d}.png' for i in range(N_FRAMES)]
     assert not [n for n in os.listdir(border_run.parent) if n.startswith('.')]  # no staging left
 
+
+
+def test_results_folder_has_the_permissions_of_a_made_folder(border_run, tmp_path):
+    # the staging folder (tempfile.mkdtemp, mode 0700) becomes the results folder
+    made = tmp_path / 'made'
+    os.makedirs(made)
+    assert stat.S_IMODE(os.stat(border_run).st_mode) == stat.S_IMODE(os.stat(made).st_mode)
 
 def test_images_are_the_models_output(border_run, data, net):
     jt, model = net

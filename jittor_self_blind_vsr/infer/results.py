@@ -152,6 +152,16 @@ def not_a_result(folder):
     return None
 
 
+def make_staging_folder(prefix, parent):
+    """A new folder in `parent` with the permissions os.makedirs would give it: mkdtemp's are
+    0700, and the staging folder becomes the results folder the user shares and reads."""
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    return folder
+
+
 def check_destination(args):
     """Refuse a results folder that would replace something this tool did not write, or mix
     results into the inputs; runs before any work starts."""
@@ -243,7 +253,7 @@ class InferenceRun:
             if args.resume:
                 self._take_over(resumable_folder(args), run_identity(args, device, clips))
             else:
-                self.staging = tempfile.mkdtemp(prefix=f'.{args.blur_type}.partial-', dir=parent)
+                self.staging = make_staging_folder(f'.{args.blur_type}.partial-', parent)
         except OSError as error:
             self._remove_staging()
             raise InferenceError(f'cannot create the results folder {parent}: {error.strerror or error}') from None
