@@ -133,8 +133,12 @@ def training_set(clips):
                 os.symlink(os.path.dirname(os.path.abspath(clip.lr.paths[0])), target)
                 continue
             os.mkdir(target)
-            for index, frame in enumerate(clip.lr.frames()):
-                write_image(os.path.join(target, f'{clip.lr.frame_name(index)}.png'), frame)
+            reader = clip.lr.reader()
+            try:
+                for index in range(clip.lr.count):
+                    write_image(os.path.join(target, f'{clip.lr.frame_name(index)}.png'), reader.read(index))
+            finally:
+                reader.close()
         yield root
 
 

@@ -17,6 +17,7 @@ import sys
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from jittor_self_blind_vsr.option import int_range, seed_int
@@ -65,7 +66,13 @@ def _file_of(name):
 
 def photo(name):
     """A photograph as shipped with scikit-image or matplotlib, RGB uint8 (grey ones repeated to RGB)."""
-    return read_image(_file_of(name))
+    path = _file_of(name)
+    if path.endswith('.png'):
+        # Pillow, not OpenCV: OpenCV's libpng prints "iCCP: known incorrect sRGB profile" on stderr
+        # for some of these files; both decode the same pixels (tests/test_demo.py)
+        with Image.open(path) as image:
+            return np.asarray(image.convert('RGB'))
+    return read_image(path)
 
 
 def shrink(image, factor):
