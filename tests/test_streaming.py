@@ -75,7 +75,7 @@ def run(argv, script='sys.exit(inference.main(sys.argv[1:]))'):
 # ---------------------------------------------------------------- memory
 
 MEASURE = '''
-import resource, tracemalloc
+import tracemalloc
 from jittor_self_blind_vsr.infer.results import InferenceRun
 tracemalloc.start()
 log_warm_up, at_loop = InferenceRun.log_warm_up, []
@@ -87,7 +87,9 @@ def warmed_up(self, size, seconds):  # the frame loop starts: Python memory is m
 
 InferenceRun.log_warm_up = warmed_up
 code = inference.main(sys.argv[1:])
-print('MEMORY', tracemalloc.get_traced_memory()[1] - at_loop[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM (KiB), not ru_maxrss: a child forked from pytest starts with pytest's ru_maxrss
+hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))
+print('MEMORY', tracemalloc.get_traced_memory()[1] - at_loop[0], int(hwm.split()[1]))
 sys.exit(code)
 '''
 
@@ -110,7 +112,9 @@ def test_memory_does_not_grow_with_the_clip_length(data, tmp_path):
     rss_growth = measured[3 * LONG][1] - measured[LONG][1]
     # when written: 5 KiB, and 219 KiB with the records kept in memory as before streaming
     assert python_growth < extra * 100, measured
-    assert rss_growth < extra * 64 * 64 * 3 / 2, measured  # 0 when written
+    # resident memory between two processes varies by a few MiB (allocator arenas, Jittor's pools):
+    # this bound catches keeping each frame's float64 HR output (96 KiB a frame), the sharp check is above
+    assert rss_growth < extra * 64 * 64 * 3 * 8 / 2, measured
 
 
 # ---------------------------------------------------------------- streaming is today's output
