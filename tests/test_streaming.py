@@ -110,8 +110,9 @@ def test_memory_does_not_grow_with_the_clip_length(data, tmp_path):
     extra = 2 * LONG  # frames
     python_growth = measured[3 * LONG][0] - measured[LONG][0]
     rss_growth = measured[3 * LONG][1] - measured[LONG][1]
-    # when written: 5 KiB, and 219 KiB with the records kept in memory as before streaming
-    assert python_growth < extra * 100, measured
+    # 5-16 KiB measured (CI's full run: 16.2 KiB), and 219 KiB with the records kept in memory as before
+    # streaming: 400 bytes a frame (64 KiB) stays clear of both
+    assert python_growth < extra * 400, measured
     # resident memory between two processes varies by a few MiB (allocator arenas, Jittor's pools):
     # this bound catches keeping each frame's float64 HR output (96 KiB a frame), the sharp check is above
     assert rss_growth < extra * 64 * 64 * 3 * 8 / 2, measured
