@@ -16,7 +16,6 @@ wrote (its record names its SHA-256) and never the input. docs/adaptation.md exp
 the options' defaults and the measured effect.
 """
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ import time
 from tqdm import tqdm
 
 from jittor_self_blind_vsr import inference
-from jittor_self_blind_vsr.infer.results import check_destination, results_folder
+from jittor_self_blind_vsr.infer.results import check_destination, results_folder, sha256_of_file
 from jittor_self_blind_vsr.infer.sources import collect_clips
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.utils import interrupt
@@ -85,14 +84,6 @@ def weights_paths(args):
     return final + '.pkl', final + '.json'
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_record(path):
     """The record this tool wrote at `path`, or None when there is none or it is not this tool's."""
     try:
@@ -115,7 +106,7 @@ def check_weights_destination(args):
                          f'another --result_path, --dataset_name or --blur_type')
     if os.path.lexists(weights):
         ours = (record is not None and not os.path.islink(weights) and os.path.isfile(weights)
-                and sha256(weights) == record.get('adapted_model_sha256'))
+                and sha256_of_file(weights) == record.get('adapted_model_sha256'))
         if not ours:
             raise AdaptError(f'{weights} exists and is not adapted weights written by {PROGRAM} (its record '
                              f'{record_path} does not name its SHA-256), so it is not replaced; give another '
@@ -228,7 +219,7 @@ def save_weights(args, net, run):
         save_state_dict_file(net.numpy_state_dict(), weights)
         record = dict(tool=PROGRAM, input_model=os.path.abspath(args.input_model),
                       input_model_sha256=args.input_sha256, adapted_model=os.path.abspath(weights),
-                      adapted_model_sha256=sha256(weights), input_path=os.path.abspath(args.input_path),
+                      adapted_model_sha256=sha256_of_file(weights), input_path=os.path.abspath(args.input_path),
                       minutes=args.minutes, max_steps=args.steps, **run)
         write_bytes_atomic(record_path, (json.dumps(record, indent=1) + '\n').encode('utf-8'))
     return weights
@@ -244,12 +235,12 @@ def run_adaptation(args, state):
         if clip.lr.count < args.n_seq:
             raise AdaptError(f'video {clip.name} has {clip.lr.count} frames, fewer than the {args.n_seq} of one '
                              f'training window')
-    args.input_sha256 = sha256(args.input_model)
+    args.input_sha256 = sha256_of_file(args.input_model)
     inference.start_jittor(args.device)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.input_model, args.scale, args.n_seq, args.align_corners)
     run = adapt(args, net, config, clips)
-    if sha256(args.input_model) != args.input_sha256:
+    if sha256_of_file(args.input_model) != args.input_sha256:
         raise AdaptError(f'the input model {args.input_model} changed while adapting (another program wrote it); '
                          f'no adapted weights were saved')
     print(f'Adapted for {run["steps"]} steps in {run["wall_seconds"]:.0f} s ({run["cpu_seconds"]:.0f} CPU seconds)')
