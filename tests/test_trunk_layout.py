@@ -15,6 +15,7 @@ from jittor_self_blind_vsr.model.trunk_layout import TrunkTensor, concat
 from jittor_self_blind_vsr.runtime import import_jittor
 
 jt = import_jittor()
+WARP_BLOCKED = onednn_ops.warp_blocked
 
 # (in, out, kernel, stride, padding, dilation, batch, height, width)
 GEOMETRIES = [(3, 8, 3, 1, 1, 1, 1, 9, 11), (5, 7, 3, 2, 1, 1, 2, 10, 7),
@@ -71,7 +72,7 @@ def test_inference_conv_refuses_mismatched_channels():
         onednn_ops.conv2d(jt.zeros((1, 4, 4, 4)), jt.zeros((2, 4, 3, 3)), None, src_layout='nhcw')
 
 
-@pytest.mark.parametrize('r,c', [(2, 128), (4, 256), (1, 32), (3, 144)])
+@pytest.mark.parametrize('r,c', [(2, 128), (2, 64), (4, 256), (1, 32), (3, 144)])
 def test_blocked_pixel_shuffle_equals_jittor_pixel_shuffle(r, c):
     x = jt.array(random((2, c, 3, 5), 3))
     ref = jt.nn.PixelShuffle(r)(x).numpy()
@@ -182,6 +183,29 @@ def test_trunk_warp_is_flow_pwc_warp_in_every_layout(layout, align_corners):
     # rest of ref's graph differently and ref moves by up to 2.4e-7 (problem_log.md).
     np.testing.assert_array_equal(got.nchw().numpy(), ref.numpy())
     assert 0 < mask.numpy().mean() < 1
+
+
+@needs_onednn_ops
+@pytest.mark.parametrize('align_corners', [True, False])
+def test_fast_trunk_warp_is_flow_pwc_warp_up_to_rounding(align_corners, monkeypatch):
+    """--precision fast warps nChw16c features in one pass (onednn_ops.warp_blocked): the
+    same samples as flow_pwc.warp, taps outside the image and mask included, to float32
+    rounding of the tap weights."""
+    monkeypatch.setattr(onednn_ops, 'winograd_in_use', lambda: True)
+    calls = []
+    monkeypatch.setattr(onednn_ops, 'warp_blocked', lambda *args: calls.append(1) or WARP_BLOCKED(*args))
+    feat = jt.array(random((2, 32, 9, 12), 6))
+    flow = jt.array(3 * random((2, 2, 9, 12), 7))
+    ref, mask = warp(feat, flow, align_corners)
+    with jt.no_grad():
+        got = TrunkTensor(feat, NCHW).to(BLOCKED).warp(flow, align_corners)
+        assert got.layout == BLOCKED
+        got = got.nchw().numpy()
+    assert calls == [1]
+    ref, mask = ref.numpy(), mask.numpy()
+    assert 0 < mask.mean() < 1 and np.abs(ref).max() > 1
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)
+    assert not np.any(got[mask == 0])
 
 
 @pytest.mark.parametrize('c_in,c_out,stride', [(128, 196, 2), (196, 196, 1), (3, 20, 1)])

@@ -85,6 +85,12 @@ class TrunkTensor(namedtuple('TrunkTensor', ['var', 'layout'])):
             return TrunkTensor(warp(self.var, flow, align_corners)[0], NCHW)
         grid, mask = warp_grid_and_mask(flow, align_corners)
         b, _, h, w = mask.shape
+        if self.layout == BLOCKED and onednn_ops.winograd_in_use() and inference_ops_in_use():
+            # --precision fast: one pass over the features instead of Jittor's four gathers (8x faster)
+            _, _, in_h, in_w, _ = self.var.shape
+            ix = nn.grid_sampler_compute_source_index(grid[:, :, :, 0], in_w, 'border', align_corners)
+            iy = nn.grid_sampler_compute_source_index(grid[:, :, :, 1], in_h, 'border', align_corners)
+            return TrunkTensor(onednn_ops.warp_blocked(self.var, ix, iy, mask.reshape(b, h, w)), BLOCKED)
         # NHWC is nChw16c with one group of all channels.
         x = self.var if self.layout == BLOCKED else self.var.unsqueeze(1)
         warped = _sample_bilinear_channels_last(x, grid, 'border', align_corners) * mask.reshape(b, 1, h, w, 1)
