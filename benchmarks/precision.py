@@ -4,9 +4,10 @@ and under torch.autocast('cpu', dtype=torch.bfloat16), alternating, in one run.
     python benchmarks/precision.py --original /path/to/Self-Blind-VSR [--size 180x320]
         [--rounds 3] [--task forward train] [--json out.json]
 
-Each round runs every configuration once, each in a fresh process (the precision is fixed
-when Jittor starts, and torch and Jittor each own their thread pool), in an order rotated
-from round to round so that none always follows the same neighbour. A process builds the
+Each round runs every configuration once, each task in a fresh process (the precision is
+fixed when Jittor starts, torch and Jittor each own their thread pool, and a training
+process has not held an inference's buffers), in an order rotated from round to round so
+that none always follows the same neighbour. A process builds the
 published configuration with seeded random weights (the cost does not depend on their
 values), runs one untimed pass (Jittor compiles its kernels) and then `--repeat` timed
 ones; it reports wall seconds and the CPU seconds it used (all threads), and the load
@@ -81,11 +82,12 @@ def port_worker(args, task):
         net = build(jt, 0)
         x = jt.array(np.random.default_rng(0).random((1, 5, 3) + args.size, dtype=np.float32))
 
+        # No jt.gc() between passes: sbvsr-infer keeps Jittor's allocator warm from window to
+        # window, and freeing its cache would time page faults of fresh memory instead.
         def step():
             with jt.no_grad():
                 out, _ = net({'x': x, 'mode': 'infer'})
                 jt.sync([out['recons'], out['est_kernel']])
-            jt.gc()
         return timed(step, args.repeat)
     from train_step import make_trainer
     seed_everything(0)
@@ -152,10 +154,10 @@ def worker(args):
     return 0
 
 
-def run_one(args, config):
+def run_one(args, config, task):
     command = [sys.executable, __file__, '--worker', config, '--size', f'{args.size[0]}x{args.size[1]}',
                '--batch', str(args.batch), '--patch', str(args.patch), '--repeat', str(args.repeat),
-               '--task', *args.task]
+               '--task', task]
     if args.original is not None:
         command += ['--original', str(args.original)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])),
@@ -181,12 +183,16 @@ def main(argv=None):
     for round_index in range(args.rounds):
         order = configs[round_index % len(configs):] + configs[:round_index % len(configs)]
         for config in order:
-            result = run_one(args, config)
+            result = {}
+            for task in args.task:
+                done = run_one(args, config, task)
+                result[task] = done[task]
+                result['load'] = result.get('load', done['load'][:1]) + done['load'][1:]
             rows.append(dict(round=round_index, config=config, **result))
             text = ', '.join(f'{task} {np.mean(result[task]["wall"]):.3f} s wall / {np.mean(result[task]["cpu"]):.3f} s CPU'
                              for task in args.task)
             print(f'round {round_index + 1} {config:10s}: {text}; load {result["load"][0]:.1f} -> '
-                  f'{result["load"][1]:.1f}', flush=True)
+                  f'{result["load"][-1]:.1f}', flush=True)
     print('medians over rounds (wall; ratio to torch-fp32 where timed):')
     for task in args.task:
         medians = {c: float(np.median([np.mean(r[task]['wall']) for r in rows if r['config'] == c])) for c in configs}
