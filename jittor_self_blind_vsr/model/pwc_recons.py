@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import jittor as jt
 
-from jittor_self_blind_vsr.model import load_checked, numpy_state_dict, trunk_layout
+from jittor_self_blind_vsr.model import load_checked, numpy_state_dict, onednn_ops, trunk_layout
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
 
@@ -146,7 +146,33 @@ class PWC_Recons(nn.Module):
         return self.out_conv(recons_feat) + base
 
     def recons_forward(self, frame_list):
+        if self.is_training() and onednn_ops.winograd_in_use():
+            return self._recons_forward_batched(frame_list)
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
+
+    def _recons_forward_batched(self, frame_list):
+        """recons_forward with the window's frames stacked into one batch for the per-frame
+        networks and its pairs into one for PWC-Net's decoder: a fifth of the calls, which
+        dominate at training patch sizes (and a fifth of the Winograd weight transforms).
+        Training at --precision fast only: the weight gradients then sum over the batch in
+        another order than frame by frame, which exact must not change."""
+        b, center = frame_list[0].shape[0], self.n_sequence // 2
+        frames = jt.concat(frame_list, 0)
+        feat, pyramid = self.trunk_features(frames), self.flow_net.features(frames)
+        others = [i for i in range(len(frame_list)) if i != center]
+
+        def frames_of(level, indices):
+            return jt.concat([level[i * b:(i + 1) * b] for i in indices], 0)
+
+        first = pyramid._replace(pyramid=[frames_of(level, [center] * len(others)) for level in pyramid.pyramid])
+        second = pyramid._replace(pyramid=[frames_of(level, others) for level in pyramid.pyramid])
+        pair_flows = self.flow_net.flow_from_features(first, second)
+        flows = [None] * len(frame_list)
+        for k, i in enumerate(others):
+            flows[i] = pair_flows[k * b:(k + 1) * b]
+        features = [FrameFeatures(trunk_layout.TrunkTensor(feat.var[i * b:(i + 1) * b], feat.layout), None)
+                    for i in range(len(frame_list))]
+        return self.recons_from_features(frame_list, features, flows)
 
     def blur_down(self, x, kernel, scale):
         return blur_down(x, kernel, scale)
