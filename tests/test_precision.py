@@ -158,31 +158,38 @@ def small_model():
 
 def test_fast_training_batches_the_window_and_computes_the_same(monkeypatch):
     """Training at fast stacks a window's frames (and PWC-Net's pairs) into one batch: the
-    same reconstruction and parameter gradients as frame by frame, to float32 rounding;
-    exact, and fast outside training, keep the frame-by-frame calls."""
+    same reconstruction and parameter gradients as frame by frame and pair by pair, to
+    float32 rounding; exact, and fast outside training, keep the frame-by-frame calls."""
     net = small_model()
     frames = [jt.array(np.random.default_rng(i).random((2, 3, 24, 32), dtype=np.float32)) for i in range(5)]
     net.train()
     ref = net.recons_from_features(frames, [net.frame_features(f) for f in frames])
-    got = net._recons_forward_batched(frames)
     weight = jt.array(np.random.default_rng(9).standard_normal(tuple(ref.shape)).astype(np.float32))
     names, params = zip(*[(k, v) for k, v in net.named_parameters() if not k.startswith('kernel_net')])
-    ref_grads = jt.grad((ref * weight).sum(), list(params))
-    got_grads = jt.grad((got * weight).sum(), list(params))
-    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=0, atol=1e-5)
-    for name, g, r in zip(names, got_grads, ref_grads):
-        r = r.numpy()
-        assert np.abs(r).max() > 0, name
-        np.testing.assert_allclose(g.numpy(), r, rtol=1e-3, atol=1e-4 * np.abs(r).max(), err_msg=name)
-
+    ref_grads = [g.numpy() for g in jt.grad((ref * weight).sum(), list(params))]
+    ref = ref.numpy()
     calls = []
-    monkeypatch.setattr(net, '_recons_forward_batched', lambda f: calls.append(1) or ref)
+    batched = net._recons_forward_batched
+    monkeypatch.setattr(net, '_recons_forward_batched', lambda f: calls.append(1))
     net.recons_forward(frames)
     assert calls == []  # exact
-    monkeypatch.setattr(onednn_ops, 'winograd_in_use', lambda: True)
+    monkeypatch.setattr(onednn_ops, 'winograd_in_use', lambda: True)  # fast, as far as the model asks
     net.recons_forward(frames)
     assert calls == [1]
     net.eval()
     with jt.no_grad():
         net.recons_forward(frames)
     assert calls == [1]
+
+    net.train()
+    decoded = []
+    decode = net.flow_net.flow_from_features
+    monkeypatch.setattr(net.flow_net, 'flow_from_features', lambda a, b: decoded.append(a.pyramid[0].shape[0])
+                        or decode(a, b))
+    got = batched(frames)
+    assert decoded == [8]  # the four pairs of two clips in one call
+    got_grads = jt.grad((got * weight).sum(), list(params))
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-5)
+    for name, g, r in zip(names, got_grads, ref_grads):
+        assert np.abs(r).max() > 0, name
+        np.testing.assert_allclose(g.numpy(), r, rtol=1e-3, atol=1e-4 * np.abs(r).max(), err_msg=name)

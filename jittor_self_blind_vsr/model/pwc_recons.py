@@ -124,10 +124,25 @@ class PWC_Recons(nn.Module):
 
     def window_flows(self, pyramids):
         """Flows (pixels) from the centre frame to each frame of a window, from their PWC-Net
-        pyramids (FlowFeatures); None at the centre."""
+        pyramids (FlowFeatures); None at the centre. At --precision fast the pairs go through
+        PWC-Net's decoder as one batch (a quarter of its calls, most of them on the coarse
+        levels' few pixels, where a call costs its overhead)."""
         center = self.n_sequence // 2
-        return [None if i == center else self.flow_net.flow_from_features(pyramids[center], pyramid)
-                for i, pyramid in enumerate(pyramids)]
+        others = [i for i in range(len(pyramids)) if i != center]
+        flows = [None] * len(pyramids)
+        if not onednn_ops.winograd_in_use():
+            for i in others:
+                flows[i] = self.flow_net.flow_from_features(pyramids[center], pyramids[i])
+            return flows
+        first = pyramids[center]._replace(pyramid=[jt.concat([level] * len(others), 0)
+                                                   for level in pyramids[center].pyramid])
+        second = pyramids[center]._replace(pyramid=[jt.concat(levels, 0) for levels in
+                                                    zip(*[pyramids[i].pyramid for i in others])])
+        pair_flows = self.flow_net.flow_from_features(first, second)
+        b = pair_flows.shape[0] // len(others)
+        for k, i in enumerate(others):
+            flows[i] = pair_flows[k * b:(k + 1) * b]
+        return flows
 
     def recons_from_features(self, frames, features, flows=None):
         """Reconstruct the centre of `frames` from their FrameFeatures (same order); `flows`, as
@@ -152,27 +167,17 @@ class PWC_Recons(nn.Module):
 
     def _recons_forward_batched(self, frame_list):
         """recons_forward with the window's frames stacked into one batch for the per-frame
-        networks and its pairs into one for PWC-Net's decoder: a fifth of the calls, which
-        dominate at training patch sizes (and a fifth of the Winograd weight transforms).
+        networks (and its pairs into one for PWC-Net's decoder, window_flows): a fifth of the
+        calls, which dominate at training patch sizes, and of the Winograd weight transforms.
         Training at --precision fast only: the weight gradients then sum over the batch in
         another order than frame by frame, which exact must not change."""
-        b, center = frame_list[0].shape[0], self.n_sequence // 2
+        b = frame_list[0].shape[0]
         frames = jt.concat(frame_list, 0)
         feat, pyramid = self.trunk_features(frames), self.flow_net.features(frames)
-        others = [i for i in range(len(frame_list)) if i != center]
-
-        def frames_of(level, indices):
-            return jt.concat([level[i * b:(i + 1) * b] for i in indices], 0)
-
-        first = pyramid._replace(pyramid=[frames_of(level, [center] * len(others)) for level in pyramid.pyramid])
-        second = pyramid._replace(pyramid=[frames_of(level, others) for level in pyramid.pyramid])
-        pair_flows = self.flow_net.flow_from_features(first, second)
-        flows = [None] * len(frame_list)
-        for k, i in enumerate(others):
-            flows[i] = pair_flows[k * b:(k + 1) * b]
-        features = [FrameFeatures(trunk_layout.TrunkTensor(feat.var[i * b:(i + 1) * b], feat.layout), None)
+        features = [FrameFeatures(trunk_layout.TrunkTensor(feat.var[i * b:(i + 1) * b], feat.layout),
+                                  pyramid._replace(pyramid=[level[i * b:(i + 1) * b] for level in pyramid.pyramid]))
                     for i in range(len(frame_list))]
-        return self.recons_from_features(frame_list, features, flows)
+        return self.recons_from_features(frame_list, features)
 
     def blur_down(self, x, kernel, scale):
         return blur_down(x, kernel, scale)
