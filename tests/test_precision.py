@@ -193,3 +193,8 @@ def test_fast_training_batches_the_window_and_computes_the_same(monkeypatch):
     for name, g, r in zip(names, got_grads, ref_grads):
         assert np.abs(r).max() > 0, name
         np.testing.assert_allclose(g.numpy(), r, rtol=1e-3, atol=1e-4 * np.abs(r).max(), err_msg=name)
+    decoded.clear()
+    net.eval()
+    with jt.no_grad():
+        net.window_flows([net.flow_net.features(f) for f in frames])
+    assert decoded == [2, 2, 2, 2]  # inference: a pair at a time, as infer/tiling.py budgets

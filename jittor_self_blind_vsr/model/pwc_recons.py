@@ -124,13 +124,15 @@ class PWC_Recons(nn.Module):
 
     def window_flows(self, pyramids):
         """Flows (pixels) from the centre frame to each frame of a window, from their PWC-Net
-        pyramids (FlowFeatures); None at the centre. At --precision fast the pairs go through
-        PWC-Net's decoder as one batch (a quarter of its calls, most of them on the coarse
-        levels' few pixels, where a call costs its overhead)."""
+        pyramids (FlowFeatures); None at the centre. In training at --precision fast the pairs
+        go through PWC-Net's decoder as one batch (a quarter of its calls, most of them on the
+        coarse levels' few pixels, where a call costs its overhead). Inference keeps one pair
+        at a time: the batch would hold four pairs' decoder buffers at once, which
+        infer/tiling.py's memory estimate does not count."""
         center = self.n_sequence // 2
         others = [i for i in range(len(pyramids)) if i != center]
         flows = [None] * len(pyramids)
-        if not onednn_ops.winograd_in_use():
+        if not self._batch_window():
             for i in others:
                 flows[i] = self.flow_net.flow_from_features(pyramids[center], pyramids[i])
             return flows
@@ -160,17 +162,21 @@ class PWC_Recons(nn.Module):
             recons_feat = self.upsample_layers(recons_feat)
         return self.out_conv(recons_feat) + base
 
+    def _batch_window(self):
+        """True where a window's frames and pairs run as one batch: training at --precision
+        fast (the weight gradients then sum in another order, which exact must not change)."""
+        return self.is_training() and onednn_ops.winograd_in_use()
+
     def recons_forward(self, frame_list):
-        if self.is_training() and onednn_ops.winograd_in_use():
+        if self._batch_window():
             return self._recons_forward_batched(frame_list)
         return self.recons_from_features(frame_list, [self.frame_features(f) for f in frame_list])
 
     def _recons_forward_batched(self, frame_list):
         """recons_forward with the window's frames stacked into one batch for the per-frame
         networks (and its pairs into one for PWC-Net's decoder, window_flows): a fifth of the
-        calls, which dominate at training patch sizes, and of the Winograd weight transforms.
-        Training at --precision fast only: the weight gradients then sum over the batch in
-        another order than frame by frame, which exact must not change."""
+        calls, which dominate at training patch sizes, and of the Winograd weight transforms
+        (used where _batch_window())."""
         b = frame_list[0].shape[0]
         frames = jt.concat(frame_list, 0)
         feat, pyramid = self.trunk_features(frames), self.flow_net.features(frames)
