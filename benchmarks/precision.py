@@ -187,7 +187,7 @@ def main(argv=None):
             for task in args.task:
                 done = run_one(args, config, task)
                 result[task] = done[task]
-                result['load'] = result.get('load', done['load'][:1]) + done['load'][1:]
+                result['load'] = [result.get('load', done['load'])[0], done['load'][1]]
             rows.append(dict(round=round_index, config=config, **result))
             text = ', '.join(f'{task} {np.mean(result[task]["wall"]):.3f} s wall / {np.mean(result[task]["cpu"]):.3f} s CPU'
                              for task in args.task)
