@@ -198,3 +198,45 @@ def test_fast_training_batches_the_window_and_computes_the_same(monkeypatch):
     with jt.no_grad():
         net.window_flows([net.flow_net.features(f) for f in frames])
     assert decoded == [2, 2, 2, 2]  # inference: a pair at a time, as infer/tiling.py budgets
+
+
+_TRANSFORM_CHILD = '''
+import json, sys
+import numpy as np
+from jittor_self_blind_vsr import runtime
+jt = runtime.import_jittor('cpu', 'fast')
+from jittor_self_blind_vsr.model import onednn_ops
+rng = np.random.default_rng(0)
+errors = []
+# 128 channels at 20x20 take oneDNN's F(4x4, 3x3) kernel, the small images its F(2x2, 3x3).
+for n, c, size, out_c in [(2, 128, 20, 128), (1, 64, 9, 32), (1, 128, 12, 512)]:
+    x = jt.array(rng.standard_normal((n, c, size, size)).astype(np.float32))
+    for step in range(3):  # new weights each time, as after every optimizer step
+        weight = jt.array((rng.standard_normal((out_c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32))
+        bias = jt.array(rng.standard_normal(out_c).astype(np.float32))
+        with jt.no_grad():
+            got = onednn_ops.conv2d(x, weight, bias, 1, 1, 1).numpy()
+        ref = jt.nn.conv2d(x, weight, bias, 1, 1).numpy()
+        errors.append(float(np.abs(got - ref).max() / np.abs(ref).max()))
+print('ERRORS', json.dumps(errors))
+'''
+
+
+@pytest.mark.skipif(not cpu_has_avx512_core(), reason="oneDNN 2.2's Winograd kernel needs AVX-512")
+def test_fast_transforms_changing_weights_itself_as_onednn_would():
+    """Weights that change (every optimizer step) are transformed to the Winograd domain by
+    onednn_ops' own single pass, checked once per geometry against oneDNN's reorder: the
+    convolution stays within Winograd's rounding of the direct one for every new weight, and
+    oneDNN's slower reorder runs only for each geometry's check."""
+    env = dict(os.environ, DNNL_VERBOSE='1', log_silent='1')
+    env.pop('DNNL_MAX_CPU_ISA', None)
+    done = subprocess.run([sys.executable, '-c', _TRANSFORM_CHILD], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    kernels = [line.split(',')[4] for line in lines if line.startswith('dnnl_verbose,exec,cpu,convolution')]
+    assert {'jit_wino_4x3:avx512_core', 'jit_fp32_wino_2x3:avx512_core'} <= set(kernels), kernels
+    assert sum(line.startswith('dnnl_verbose,exec,cpu,reorder,wino_reorder') for line in lines) == 3
+    assert 'differs from oneDNN' not in done.stderr
+    errors = json.loads(next(line for line in lines if line.startswith('ERRORS '))[7:])
+    assert len(errors) == 9 and max(errors) < 1e-5, errors

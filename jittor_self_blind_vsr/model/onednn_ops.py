@@ -27,7 +27,10 @@ LAYOUTS = (NCHW, NHWC, BLOCKED)
 BLOCK = 16
 
 _CONV_HEADER = r'''
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -64,6 +67,9 @@ struct Plan {
     convolution_forward conv;
     reorder weights_in, src_in, dst_out;
     bool reorder_src = false, reorder_dst = false, winograd = false;
+    // Winograd weights computed by winograd_weights below, not by oneDNN's reorder; set
+    // once the two have agreed on a plan's first weights (transformed_weights).
+    bool own_transform = false, transform_checked = false;
 };
 
 static bool is_brgconv(const convolution_forward::primitive_desc& pd) {
@@ -129,6 +135,99 @@ static float* scratch(int slot, size_t bytes) {
     return buffer.data();
 }
 
+// oneDNN 2.2's Winograd weight transform U = G w G^T (its interpolation points and scaling,
+// cpu/x64/wino_reorder.hpp), written straight into the layout its kernel reads: for
+// F(4x4, 3x3) (alpha 6) OBaaIBOIio, U[a][b] of input channel i, output channel o at
+//   ((((((occ * 6 + a) * 6 + b) * ic_chunks + icc) * oc2 + ob) * ic2 + ib) * ic_block + ii) * oc_block + oo
+// for i = (icc * ic2 + ib) * ic_block + ii and o = (occ * oc2 + ob) * oc_block + oo; for
+// F(2x2, 3x3) (alpha 4, which oneDNN picks for small images) aaOio, at
+//   ((a * 4 + b) * oc_blocks + o / oc_block) * ic * oc_block + i * oc_block + o % oc_block.
+// oneDNN's reorder takes 1.2 ms per 128->128 conv on 2 threads (a scalar transform, then a
+// second pass to lay it out); this single pass a tenth of that. Training changes the weights
+// every step, and its no-grad reconstruction then transforms every trunk convolution's.
+static const float WINO_G_4X3[6][3] = {{1.13777777777778f, 0.f, 0.f},
+    {-0.688403361344538f, -0.430252100840336f, -0.26890756302521f},
+    {-0.688403361344538f, 0.430252100840336f, -0.26890756302521f},
+    {0.119514472455649f, 0.179271708683473f, 0.26890756302521f},
+    {0.119514472455649f, -0.179271708683473f, 0.26890756302521f},
+    {0.f, 0.f, 1.f}};
+static const float WINO_G_2X3[4][3] = {{1.f, 0.f, 0.f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.f, 0.f, 1.f}};
+static const int MAX_OC_BLOCK = 64;
+
+static bool own_transform_fits(const memory::desc& weights) {
+    const dnnl_memory_desc_t& md = weights.data;
+    if (md.format_kind != dnnl_format_kind_wino) return false;
+    const dnnl_wino_desc_t& d = md.format_desc.wino_desc;
+    const bool known = (d.wino_format == dnnl_wino_wei_OBaaIBOIio && d.alpha == 6
+                        && d.ic % (d.ic_block * d.ic2_block) == 0 && d.oc % (d.oc_block * d.oc2_block) == 0)
+                       || (d.wino_format == dnnl_wino_wei_aaOio && d.alpha == 4);
+    return known && d.r == 3 && d.oc_block <= MAX_OC_BLOCK && d.ic % d.ic_block == 0 && d.oc % d.oc_block == 0
+        && weights.get_size() >= (size_t)d.alpha * d.alpha * d.ic * d.oc * sizeof(float);
+}
+
+// Offset of U[a][b] for input channel i and the first output channel of block ob_all.
+static int64_t wino_offset(const dnnl_wino_desc_t& d, int a, int b, int i, int ob_all) {
+    if (d.wino_format == dnnl_wino_wei_aaOio)
+        return (((int64_t)a * d.alpha + b) * (d.oc / d.oc_block) + ob_all) * d.ic * d.oc_block + (int64_t)i * d.oc_block;
+    const int64_t ic_chunks = d.ic / (d.ic_block * d.ic2_block);
+    const int64_t occ = ob_all / d.oc2_block, ob = ob_all % d.oc2_block;
+    const int64_t icc = i / (d.ic_block * d.ic2_block), ib = i / d.ic_block % d.ic2_block, ii = i % d.ic_block;
+    return ((((((occ * d.alpha + a) * d.alpha + b) * ic_chunks + icc) * d.oc2_block + ob) * d.ic2_block + ib)
+            * d.ic_block + ii) * d.oc_block;
+}
+
+static void winograd_weights(const Plan& p, const float* w, float* out) {
+    const dnnl_wino_desc_t& d = p.pd.weights_desc().data.format_desc.wino_desc;
+    const float (*G)[3] = d.alpha == 6 ? WINO_G_4X3 : WINO_G_2X3;
+    const int64_t in_c = p.user_weights.dims()[1], out_c = p.user_weights.dims()[0];
+    const int alpha = d.alpha, ocb = d.oc_block, oc_blocks = d.oc / ocb;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < d.ic; i++)
+        for (int ob_all = 0; ob_all < oc_blocks; ob_all++) {
+            float rows[3][6][MAX_OC_BLOCK];  // w G^T: kernel row, transformed column, output channel
+            for (int oo = 0; oo < ocb; oo++) {
+                const int64_t o = (int64_t)ob_all * ocb + oo;
+                const bool inside = i < in_c && o < out_c;
+                const float* g = w + (inside ? (o * in_c + i) * 9 : 0);
+                for (int r = 0; r < 3; r++)
+                    for (int b = 0; b < alpha; b++)
+                        rows[r][b][oo] = inside ? g[r * 3] * G[b][0] + g[r * 3 + 1] * G[b][1]
+                                                  + g[r * 3 + 2] * G[b][2] : 0.f;
+            }
+            for (int a = 0; a < alpha; a++)
+                for (int b = 0; b < alpha; b++) {
+                    float* dst = out + wino_offset(d, a, b, i, ob_all);
+                    for (int oo = 0; oo < ocb; oo++)
+                        dst[oo] = G[a][0] * rows[0][b][oo] + G[a][1] * rows[1][b][oo] + G[a][2] * rows[2][b][oo];
+                }
+        }
+}
+
+// The first time a plan transforms (nonzero) weights, its own transform is checked against
+// oneDNN's reorder (another oneDNN build could lay the weights out otherwise); where they
+// differ by more than rounding, the plan keeps oneDNN's and says so once.
+static void check_own_transform(Plan& p, memory& user_weights, memory& transformed) {
+    p.transform_checked = true;
+    p.weights_in.execute(cpu_stream(), user_weights, transformed);
+    cpu_stream().wait();
+    if (!own_transform_fits(p.pd.weights_desc())) return;
+    size_t count = p.pd.weights_desc().get_size() / sizeof(float);
+    std::vector<float> own(count, 0.f);
+    winograd_weights(p, static_cast<const float*>(user_weights.get_data_handle()), own.data());
+    const float* theirs = static_cast<const float*>(transformed.get_data_handle());
+    const dnnl_wino_desc_t& d = p.pd.weights_desc().data.format_desc.wino_desc;
+    double largest = 0., worst = 0.;
+    for (size_t k = 0; k < (size_t)d.alpha * d.alpha * d.ic * d.oc; k++) {
+        largest = std::max(largest, (double)std::fabs(theirs[k]));
+        worst = std::max(worst, (double)std::fabs(theirs[k] - own[k]));
+    }
+    p.transform_checked = largest > 0.;  // all-zero weights show nothing: check the next ones
+    p.own_transform = p.transform_checked && worst <= 1e-5 * largest;
+    if (p.transform_checked && !p.own_transform)
+        std::fprintf(stderr, "warning: the Winograd weight transform differs from oneDNN's (%g against %g); "
+                             "using oneDNN's\n", worst, largest);
+}
+
 // Winograd weights are transformed, not only reordered: 10 ms per 128->128 3x3 conv, a
 // third of the convolution. The transform is kept per (plan, weight buffer) and redone
 // when the buffer's values change (training updates them; Jittor may reuse the address).
@@ -143,7 +242,12 @@ static memory transformed_weights(Plan& p, const float* w, memory& user_weights)
     if (entry.values.size() != count || std::memcmp(entry.values.data(), w, count * sizeof(float))) {
         entry.values.assign(w, w + count);
         if (!entry.weights.get(true)) entry.weights = memory(p.pd.weights_desc(), cpu_engine());
-        p.weights_in.execute(cpu_stream(), user_weights, entry.weights);
+        if (!p.transform_checked)
+            check_own_transform(p, user_weights, entry.weights);
+        else if (p.own_transform)
+            winograd_weights(p, w, static_cast<float*>(entry.weights.get_data_handle()));
+        else
+            p.weights_in.execute(cpu_stream(), user_weights, entry.weights);
     }
     return entry.weights;
 }
