@@ -105,3 +105,22 @@ def test_a_jittor_adam_state_resumes(tmp_path):
         for optimizer, params in ((old, old_params), (new, new_params)):
             optimizer.step(sum((p * jt.array(g)).sum() for p, g in zip(params, step_grads)))
     assert_close([p.numpy() for p in new_params], [p.numpy() for p in old_params], start)
+
+
+@pytest.mark.parametrize('eps_after', [False, True])
+@pytest.mark.parametrize('gradient_scale', [1.0, 1e-8])
+def test_fast_fuses_the_update_with_the_same_arithmetic(monkeypatch, eps_after, gradient_scale):
+    """--precision fast updates each parameter in one multi-threaded pass: the values of the
+    element-wise expressions exact runs, to float32 rounding, for both eps placements."""
+    from jittor_self_blind_vsr.trainer import trainer
+    start, grads, weight_decay = problem(gradient_scale)
+    exact = run_jittor(start, grads, weight_decay, eps_after_bias_correction=eps_after)
+    fused_calls = []
+    monkeypatch.setattr(trainer, 'current_precision', lambda: 'fast')
+    fused_update = Adam._fused_update
+    monkeypatch.setattr(Adam, '_fused_update', lambda self, *a: fused_calls.append(1) or fused_update(self, *a))
+    fast = run_jittor(start, grads, weight_decay, eps_after_bias_correction=eps_after)
+    assert len(fused_calls) == STEPS * len(SHAPES)
+    for a, b, s in zip(fast, exact, start):
+        moved = np.abs(b - s).max()
+        assert moved > 0 and np.abs(a - b).max() <= 1e-6 * moved, (np.abs(a - b).max(), moved)

@@ -12,6 +12,7 @@ import numpy as np
 
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS
+from jittor_self_blind_vsr.runtime import current_precision
 from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, check_float_arrays
 
 STATE_VERSION = 1
@@ -43,6 +44,9 @@ class Adam(jt.optim.Adam):
     def step(self, loss=None, retain_graph=False):
         self.pre_step(loss, retain_graph)
         t = self.n_step
+        # --precision fast on the CPU: one two-thread pass per parameter (Jittor runs its
+        # element-wise ops on one thread; 47 ms a step for the published model's 18.9M).
+        fused = current_precision() == 'fast' and not jt.flags.use_cuda
         for group in self.param_groups:
             lr, eps = group.get('lr', self.lr), group.get('eps', self.eps)
             weight_decay = group.get('weight_decay', self.weight_decay)
@@ -50,6 +54,9 @@ class Adam(jt.optim.Adam):
             correction1, correction2 = 1 - b1 ** t, 1 - b2 ** t
             for p, g, v, m in zip(group['params'], group['grads'], group['values'], group['m']):
                 if p.is_stop_grad():
+                    continue
+                if fused:
+                    self._fused_update(p, g, m, v, lr, eps, weight_decay, b1, b2, correction1, correction2)
                     continue
                 if weight_decay != 0:
                     g = g + weight_decay * p
@@ -62,6 +69,35 @@ class Adam(jt.optim.Adam):
                     v.update(v * b2 + (1 - b2) * g * g)
                     p.update(p - lr * math.sqrt(correction2) / correction1 * m / (jt.sqrt(v) + eps))
         self.post_step()
+
+    def _fused_update(self, p, g, m, v, lr, eps, weight_decay, b1, b2, correction1, correction2):
+        """The update of step() in one OpenMP loop, in the same float32 operation order."""
+        if self.eps_after_bias_correction:
+            data = dict(after=1, step=lr / correction1, root2=correction2 ** 0.5)
+        else:
+            data = dict(after=0, step=lr * math.sqrt(correction2) / correction1, root2=1.)
+        data.update(b1=b1, b2=b2, one_b1=1 - b1, one_b2=1 - b2, eps=eps, decay=weight_decay)
+        new_p, new_m, new_v = jt.code([p.shape] * 3, [p.dtype] * 3, [p, g, m, v], cpu_src=_FUSED_ADAM_SRC, data=data)
+        m.update(new_m)
+        v.update(new_v)
+        p.update(new_p)
+
+
+_FUSED_ADAM_SRC = r'''
+const float b1 = data["b1"], b2 = data["b2"], one_b1 = data["one_b1"], one_b2 = data["one_b2"];
+const float eps = data["eps"], decay = data["decay"], step = data["step"], root2 = data["root2"];
+const bool after = data["after"] != 0;
+const int64_t count = in0->num;
+#pragma omp parallel for schedule(static)
+for (int64_t k = 0; k < count; k++) {
+    const float p = in0_p[k], g = decay != 0 ? in1_p[k] + decay * p : in1_p[k];
+    const float m = after ? in2_p[k] + one_b1 * (g - in2_p[k]) : in2_p[k] * b1 + one_b1 * g;
+    const float v = in3_p[k] * b2 + one_b2 * g * g;
+    out1_p[k] = m;
+    out2_p[k] = v;
+    out0_p[k] = after ? p - step * m / (std::sqrt(v) / root2 + eps) : p - step * m / (std::sqrt(v) + eps);
+}
+'''
 
 
 def optimizer_state(optimizer, names):
