@@ -228,9 +228,9 @@ static void check_own_transform(Plan& p, memory& user_weights, memory& transform
                              "using oneDNN's\n", worst, largest);
 }
 
-// Winograd weights are transformed, not only reordered: 10 ms per 128->128 3x3 conv, a
-// third of the convolution. The transform is kept per (plan, weight buffer) and redone
-// when the buffer's values change (training updates them; Jittor may reuse the address).
+// Winograd weights are transformed, not only reordered. The transform is kept per (plan,
+// weight buffer) and redone when the buffer's values change (training updates them every
+// step; Jittor may reuse the address).
 struct Transformed { std::vector<float> values; memory weights; };
 static const size_t MAX_TRANSFORMED = 256;
 
