@@ -208,8 +208,8 @@ jt = runtime.import_jittor('cpu', 'fast')
 from jittor_self_blind_vsr.model import onednn_ops
 rng = np.random.default_rng(0)
 errors = []
-# 128 channels at 20x20 take oneDNN's F(4x4, 3x3) kernel, the small images its F(2x2, 3x3).
-for n, c, size, out_c in [(2, 128, 20, 128), (1, 64, 9, 32), (1, 128, 12, 512)]:
+# oneDNN picks its F(4x4, 3x3) kernel for the first and last, its F(2x2, 3x3) for the second.
+for n, c, size, out_c in [(2, 128, 24, 128), (1, 64, 32, 32), (4, 128, 16, 512)]:
     x = jt.array(rng.standard_normal((n, c, size, size)).astype(np.float32))
     for step in range(3):  # new weights each time, as after every optimizer step
         weight = jt.array((rng.standard_normal((out_c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32))
@@ -240,3 +240,18 @@ def test_fast_transforms_changing_weights_itself_as_onednn_would():
     assert 'differs from oneDNN' not in done.stderr
     errors = json.loads(next(line for line in lines if line.startswith('ERRORS '))[7:])
     assert len(errors) == 9 and max(errors) < 1e-5, errors
+
+
+def test_winograd_serves_the_geometries_it_is_faster_on():
+    """Measured on the 2-core AVX-512 machine (onednn_ops._winograd_fits): 3x3, stride 1,
+    undilated, at least 1024 output pixels, channel counts it pads by at most a third."""
+    fits = onednn_ops._winograd_fits
+    assert fits(128, 128, 3, 3, 1, 1, 2 * 40 * 40)  # the trunk in a training step
+    assert fits(565, 128, 3, 3, 1, 1, 48 * 80)  # PWC-Net's decoder: pads 565 to 576
+    assert fits(117, 128, 3, 3, 1, 1, 8 * 16 * 16)
+    assert not fits(565, 2, 3, 3, 1, 1, 48 * 80)  # its flow output: 2 of 16 channels
+    assert not fits(128, 3, 3, 3, 1, 1, 720 * 1280)  # the trunk's last convolution
+    assert not fits(3, 16, 3, 3, 1, 1, 192 * 320)
+    assert not fits(565, 128, 3, 3, 1, 1, 8 * 8 * 8)  # its weights cost more than it saves
+    assert not fits(128, 128, 3, 3, 2, 1, 4096) and not fits(128, 128, 3, 3, 1, 2, 4096)
+    assert not fits(128, 128, 1, 1, 1, 1, 4096)

@@ -140,8 +140,10 @@ static float* scratch(int slot, size_t bytes) {
 // F(4x4, 3x3) (alpha 6) OBaaIBOIio, U[a][b] of input channel i, output channel o at
 //   ((((((occ * 6 + a) * 6 + b) * ic_chunks + icc) * oc2 + ob) * ic2 + ib) * ic_block + ii) * oc_block + oo
 // for i = (icc * ic2 + ib) * ic_block + ii and o = (occ * oc2 + ob) * oc_block + oo; for
-// F(2x2, 3x3) (alpha 4, which oneDNN picks for small images) aaOio, at
-//   ((a * 4 + b) * oc_blocks + o / oc_block) * ic * oc_block + i * oc_block + o % oc_block.
+// F(2x2, 3x3) (alpha 4, which oneDNN picks for some small images) aaOio, at
+//   ((a * 4 + b) * oc_blocks + o / oc_block) * ic * oc_block + i * oc_block + o % oc_block,
+// or aaOBiOo, at
+//   (((((a * 4 + b) * oc_chunks + occ) * ic_blocks + i / ic_block) * ic_block + i % ic_block) * oc2 + ob) * oc_block + oo.
 // oneDNN's reorder takes 1.2 ms per 128->128 conv on 2 threads (a scalar transform, then a
 // second pass to lay it out); this single pass a tenth of that. Training changes the weights
 // every step, and its no-grad reconstruction then transforms every trunk convolution's.
@@ -160,7 +162,9 @@ static bool own_transform_fits(const memory::desc& weights) {
     const dnnl_wino_desc_t& d = md.format_desc.wino_desc;
     const bool known = (d.wino_format == dnnl_wino_wei_OBaaIBOIio && d.alpha == 6
                         && d.ic % (d.ic_block * d.ic2_block) == 0 && d.oc % (d.oc_block * d.oc2_block) == 0)
-                       || (d.wino_format == dnnl_wino_wei_aaOio && d.alpha == 4);
+                       || (d.wino_format == dnnl_wino_wei_aaOio && d.alpha == 4)
+                       || (d.wino_format == dnnl_wino_wei_aaOBiOo && d.alpha == 4
+                           && d.oc % (d.oc_block * d.oc2_block) == 0);
     return known && d.r == 3 && d.oc_block <= MAX_OC_BLOCK && d.ic % d.ic_block == 0 && d.oc % d.oc_block == 0
         && weights.get_size() >= (size_t)d.alpha * d.alpha * d.ic * d.oc * sizeof(float);
 }
@@ -169,6 +173,11 @@ static bool own_transform_fits(const memory::desc& weights) {
 static int64_t wino_offset(const dnnl_wino_desc_t& d, int a, int b, int i, int ob_all) {
     if (d.wino_format == dnnl_wino_wei_aaOio)
         return (((int64_t)a * d.alpha + b) * (d.oc / d.oc_block) + ob_all) * d.ic * d.oc_block + (int64_t)i * d.oc_block;
+    if (d.wino_format == dnnl_wino_wei_aaOBiOo) {
+        const int64_t oc_chunks = d.oc / (d.oc_block * d.oc2_block), occ = ob_all / d.oc2_block, ob = ob_all % d.oc2_block;
+        return (((((int64_t)a * d.alpha + b) * oc_chunks + occ) * (d.ic / d.ic_block) + i / d.ic_block) * d.ic_block
+                + i % d.ic_block) * d.oc2_block * d.oc_block + ob * d.oc_block;
+    }
     const int64_t ic_chunks = d.ic / (d.ic_block * d.ic2_block);
     const int64_t occ = ob_all / d.oc2_block, ob = ob_all % d.oc2_block;
     const int64_t icc = i / (d.ic_block * d.ic2_block), ib = i / d.ic_block % d.ic2_block, ii = i % d.ic_block;
@@ -401,14 +410,24 @@ def _compile_flags():
     return f'FLAGS: -I"{include}" -L"{lib}" -Wl,-rpath,"{lib}" -lmkldnn '
 
 
-def _winograd_fits(c_in, c_out, kh, kw, stride, dilation):
-    """Geometries the Winograd kernel serves well: 3x3, stride 1, undilated, with at most a
-    third of its work spent on the zero channels it pads both counts with to multiples of 16.
-    PWC-Net's decoder convolutions (565->128 at 48x80: 5.3 ms against 10.7 ms direct) fit;
-    few channels on either side do not (128->3 at 720x1280: 187 ms against 119 ms direct;
-    565->2 at 48x80: 2.4 ms against 1.7 ms)."""
+# Below this many output pixels (batch included) a Winograd convolution spends more on its
+# weights (transformed: 4x the direct kernel's to read, and to recompute after every
+# optimizer step) than it saves: PWC-Net's 565->128 decoder conv of a training step takes
+# 1.27 ms against 0.53 ms direct at 8x4x4 pixels, 1.9 against 1.8 at 8x8x8, 4.4 against
+# 6.5 at 8x16x16 (weights changing every call).
+WINOGRAD_MIN_PIXELS = 1024
+
+
+def _winograd_fits(c_in, c_out, kh, kw, stride, dilation, pixels):
+    """Geometries the Winograd kernel serves well: 3x3, stride 1, undilated, at least
+    WINOGRAD_MIN_PIXELS output pixels, and at most a third of its work spent on the zero
+    channels it pads both counts with to multiples of 16. PWC-Net's decoder convolutions
+    (565->128 at 48x80: 5.3 ms against 10.7 ms direct) fit; few channels on either side do
+    not (128->3 at 720x1280: 187 ms against 119 ms direct; 565->2 at 48x80: 2.4 ms against
+    1.7 ms)."""
     padded = -(-c_in // BLOCK) * BLOCK * -(-c_out // BLOCK) * BLOCK
-    return kh == kw == 3 and stride == dilation == 1 and 4 * c_in * c_out >= 3 * padded
+    return (kh == kw == 3 and stride == dilation == 1 and pixels >= WINOGRAD_MIN_PIXELS
+            and 4 * c_in * c_out >= 3 * padded)
 
 
 def shape_of(n, c, h, w, layout):
@@ -472,7 +491,7 @@ def conv2d(x, weight, bias, stride=1, padding=0, dilation=1, relu=False, src_lay
     data = dict(n=n, ic=c_in, ih=h, iw=w, oc=c_out, oh=out_h, ow=out_w, kh=kh, kw=kw, stride=stride,
                 padding=padding, dilation=dilation, relu=int(relu), src_layout=LAYOUTS.index(src_layout),
                 dst_layout=LAYOUTS.index(dst_layout),
-                winograd=int(fast and _winograd_fits(c_in, c_out, kh, kw, stride, dilation)),
+                winograd=int(fast and _winograd_fits(c_in, c_out, kh, kw, stride, dilation, n * out_h * out_w)),
                 no_brgconv=int(fast and NHWC not in (src_layout, dst_layout)))
     y = jt.code(shape_of(n, c_out, out_h, out_w, dst_layout), 'float32', [x, weight, bias],
                 cpu_header=_CONV_HEADER, cpu_src=_CONV_SRC, data=data)
