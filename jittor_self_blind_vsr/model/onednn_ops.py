@@ -145,8 +145,8 @@ static float* scratch(int slot, size_t bytes) {
 // or aaOBiOo, at
 //   (((((a * 4 + b) * oc_chunks + occ) * ic_blocks + i / ic_block) * ic_block + i % ic_block) * oc2 + ob) * oc_block + oo.
 // oneDNN's reorder takes 1.2 ms per 128->128 conv on 2 threads (a scalar transform, then a
-// second pass to lay it out); this single pass takes a tenth of that. Training changes the weights
-// every step, and its no-grad reconstruction then transforms every trunk convolution's.
+// second pass to lay it out); this single pass takes a tenth of that. Training changes the
+// weights every step, and its no-grad reconstruction then transforms every trunk conv's.
 static const float WINO_G_4X3[6][3] = {{1.13777777777778f, 0.f, 0.f},
     {-0.688403361344538f, -0.430252100840336f, -0.26890756302521f},
     {-0.688403361344538f, 0.430252100840336f, -0.26890756302521f},
