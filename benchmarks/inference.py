@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
-from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
+from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, import_jittor
 
 CONFIGS = {  # PWC_Recons sizes: the published model and the parity fixtures' small one
     'full': PUBLISHED_CONFIG,
@@ -39,6 +39,7 @@ def parse_args(argv=None):
     parser.add_argument('--width', type=int, default=64, help='LR frame width')
     parser.add_argument('--repeats', type=int, default=2, help='timed passes over the clip')
     parser.add_argument('--device', choices=DEVICES, default='cpu')
+    parser.add_argument('--precision', choices=PRECISIONS, default='exact')
     parser.add_argument('--json', default=None, help='also write the numbers to this file')
     return parser.parse_args(argv)
 
@@ -70,12 +71,13 @@ def build_model(jt, config, path):
     return net
 
 
-def run_cli(folder, device):
+def run_cli(folder, device, precision):
     from jittor_self_blind_vsr import inference
     out = os.path.join(folder, 'out')
     argv = ['--model_path', os.path.join(folder, 'model.pkl'), '--input_path', os.path.join(folder, 'LR'),
             '--gt_path', os.path.join(folder, 'HR'), '--result_path', out, '--dataset_name', 'bench',
-            '--blur_type', 'generated', '--border', '--save_image', 'True', '--device', device]
+            '--blur_type', 'generated', '--border', '--save_image', 'True', '--device', device,
+            '--precision', precision]
     if inference.main(argv) != 0:
         raise SystemExit('inference.py failed on the generated clip')
     with open(os.path.join(out, 'bench', 'generated', 'metrics.json')) as handle:
@@ -127,19 +129,20 @@ def compare_reuse(jt, net, frames, n_frames, repeats):
 
 def main(argv=None):
     args = parse_args(argv)
-    jt = import_jittor(args.device)
+    jt = import_jittor(args.device, args.precision)
     config = CONFIGS[args.config]
     with tempfile.TemporaryDirectory(prefix='sbvsr-bench-') as folder:
         make_clip(folder, args.frames, args.height, args.width)
         net = build_model(jt, config, os.path.join(folder, 'model.pkl'))
-        metrics = run_cli(folder, args.device)
+        metrics = run_cli(folder, args.device, args.precision)
         reuse = compare_reuse(jt, net, load_frames(folder, args.frames), args.frames, args.repeats)
     total = metrics['total']
     post_share = total['avg_post_time'] / total['avg_total_time']
     saving = {kind: {'vs_recons_forward': 1 - t['reuse'] / t['windows_recons_forward'],
                      'vs_infer_mode': 1 - t['reuse'] / t['windows_infer_mode']} for kind, t in reuse.items()}
     result = dict(
-        device=metrics['device'], config=args.config, lr_size=[args.height, args.width], frames=args.frames,
+        device=metrics['device'], precision=args.precision, config=args.config, lr_size=[args.height, args.width],
+        frames=args.frames,
         cli=dict(forward_per_frame=total['avg_forward_time'], total_per_frame=total['avg_total_time'],
                  pre_per_frame=total['avg_pre_time'], post_per_frame=total['avg_post_time'],
                  wall_per_frame=total['wall_time'] / total['n_frames'],
@@ -149,7 +152,8 @@ def main(argv=None):
         per_frame=reuse, saving=saving, post_below_10_percent=post_share < 0.10,
         reuse_at_least_15_percent_faster={kind: s['vs_recons_forward'] >= 0.15 for kind, s in saving.items()})
     cli = result['cli']
-    print(f'\n{args.config} model, LR {args.height}x{args.width}, {args.frames} frames, {result["device"]}')
+    print(f'\n{args.config} model, LR {args.height}x{args.width}, {args.frames} frames, {result["device"]}, '
+          f'{args.precision}')
     print(f'inference.py per frame: forward {cli["forward_per_frame"]:.4f}s, total {cli["total_per_frame"]:.4f}s '
           f'(pre {cli["pre_per_frame"]:.4f}s, post {cli["post_per_frame"]:.4f}s = {100 * post_share:.2f}% of total), '
           f'wall {cli["wall_per_frame"]:.4f}s; warm-up {cli["warmup_seconds"]:.1f}s')
