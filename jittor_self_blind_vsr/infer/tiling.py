@@ -24,11 +24,12 @@ PYRAMID_CHANNELS = 16 / 4 + 32 / 16 + 64 / 64 + 96 / 256 + 128 / 1024 + 196 / 40
 DECODER_CHANNELS = 2300 / 16
 OUTPUT_COPIES = 6
 # --precision fast adds the Winograd kernel's transform buffers, sized by the convolution's
-# whole image (the HR out_conv's: 36 KiB per LR pixel), and the cached transformed weights:
-# 0.72, 2.10 and 4.33 GiB peak at LR 64x64, 128x192, 180x320 (benchmarks/forward.py,
-# published size), a line 0.21 GiB and 43 KiB per LR pixel above the exact one.
-FAST_BASE_BYTES = 0.21 * 2 ** 30
-FAST_BYTES_PER_PIXEL = 43 * 2 ** 10
+# whole image (the HR out_conv's: 36 KiB per LR pixel), and the cached transformed weights
+# (the trunk's and PWC-Net's): 0.69, 2.17 and 4.44 GiB peak at LR 64x64, 128x192, 180x320
+# (benchmarks/forward.py --precision fast, published size, 2026-12-01), a line 0.19 GiB and
+# 46 KiB per LR pixel above the exact one.
+FAST_BASE_BYTES = 0.19 * 2 ** 30
+FAST_BYTES_PER_PIXEL = 46 * 2 ** 10
 GIB = 2 ** 30
 
 
