@@ -46,7 +46,7 @@ PRECISIONS = ('exact', 'fast')
 _ONEDNN_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
 _ONEDNN_DISTS = ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')
 
-_state = {'device': None, 'precision': 'exact'}
+_state = {'device': None, 'precision': 'exact', 'said': set()}
 
 # On AVX-512 CPUs oneDNN 2.2 convolves with its brgconv kernel, which sums each output
 # over all (kh, kw, input channel) terms in one float32 accumulator; PyTorch's CPU
@@ -245,7 +245,7 @@ def import_jittor(device='auto', precision=None):
     the module's docstring). 'auto' with an unusable CUDA stack runs on the CPU after one
     warning line on stderr (none when there is no GPU at all). Raises DeviceError with
     the reason when 'cuda' is asked for and cannot be used. 'fast' where it cannot run
-    prints on stderr the one line precision_fallback gives.
+    prints on stderr the one line precision_fallback gives, once per process.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
@@ -255,7 +255,8 @@ def import_jittor(device='auto', precision=None):
     if precision is not None:
         _state['precision'] = precision
         line = precision_fallback(jittor)
-        if line:
+        if line and line not in _state['said']:  # a command asks again after parsing its options
+            _state['said'].add(line)
             _say(line)
     return jittor
 

@@ -100,6 +100,16 @@ def test_fast_runs_winograd_within_the_bound(tmp_path):
     assert max_err <= FAST_MAX and mean_err <= FAST_MEAN, (max_err, mean_err)
 
 
+def test_the_fall_back_is_said_once():
+    """A command that starts Jittor again after parsing its options (sbvsr-train) says it once."""
+    child = ("from jittor_self_blind_vsr import runtime\n"
+             "runtime.import_jittor('cpu', 'fast')\nruntime.import_jittor('cpu', 'fast')\n")
+    done = subprocess.run([sys.executable, '-c', child], env=dict(os.environ, DNNL_MAX_CPU_ISA='AVX2', log_silent='1'),
+                          capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count('--precision fast is not available') == 1, done.stderr
+
+
 def test_the_bound_rejects_bfloat16_weights():
     """The bound above is tight enough to catch a bfloat16-grade arithmetic."""
     net = PWC_Recons(n_feat=32, extra_RBS=1, recons_RBS=2, align_corners=True)

@@ -240,3 +240,20 @@ def test_epoch_order_follows_seed_and_epoch_alone():
     orders = [epoch_order(straight, epoch) for epoch in (1, 2, 3)]
     assert orders == [np.random.default_rng(3 + epoch).permutation(10).tolist() for epoch in (1, 2, 3)]
     assert epoch_order(Clips(), 3) == orders[2]
+
+
+def test_fast_precision_trains_like_exact(dataset, straight_run, tmp_path):
+    """The same two epochs at --precision fast (a child process: the precision is fixed when
+    Jittor starts): Winograd, the batched window and the fused Adam change only rounding, so
+    the epoch losses stay within 1e-4 of exact's and still fall."""
+    argv = train_argv(dataset, tmp_path, save='fast', epochs=2, extra=['--precision', 'fast'])
+    env = dict(os.environ, log_silent='1')
+    env.pop('DNNL_MAX_CPU_ISA', None)  # this process's exact cap would hold the child to exact
+    done = subprocess.run([sys.executable, '-m', 'jittor_self_blind_vsr.main', *argv], capture_output=True,
+                          text=True, timeout=1800, cwd=Path(__file__).resolve().parents[1], env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'not available' not in done.stderr
+    fast = training_state(tmp_path / 'fast')['logs']['loss_total']
+    exact = training_state(straight_run)['logs']['loss_total']
+    assert len(fast) == 2 and fast[1] < 0.97 * fast[0]
+    np.testing.assert_allclose(fast, exact, rtol=1e-4)  # measured: 4e-7
