@@ -208,6 +208,33 @@ def test_fast_trunk_warp_is_flow_pwc_warp_up_to_rounding(align_corners, monkeypa
     assert not np.any(got[mask == 0])
 
 
+FEW_OUTPUTS = onednn_ops.conv3x3_few_outputs
+
+
+@needs_onednn_ops
+@pytest.mark.parametrize('n,c_in,c_out,h,w', [(2, 32, 3, 9, 12), (1, 16, 1, 5, 7), (1, 48, 2, 8, 3)])
+def test_fast_last_conv_sums_the_taps_of_a_1x1_conv(n, c_in, c_out, h, w, monkeypatch):
+    """--precision fast computes the trunk's last convolution (nChw16c in, at most 3 channels
+    out) as a 1x1 convolution to per-tap partial sums and one shifted sum: jt.nn.conv2d's
+    output, borders included, to float32 rounding; not where the input is NCHW or ReLU follows."""
+    monkeypatch.setattr(onednn_ops, 'winograd_in_use', lambda: True)
+    calls = []
+    monkeypatch.setattr(onednn_ops, 'conv3x3_few_outputs', lambda *args: calls.append(1) or FEW_OUTPUTS(*args))
+    conv = trunk_layout.Conv2d(c_in, c_out, 3, 1, 1, nchw_out=True)
+    conv.weight.update(jt.array(random((c_out, c_in, 3, 3), 8)))
+    conv.bias.update(jt.array(random((c_out,), 9)))
+    jt.sync([conv.weight, conv.bias])  # a one-value constant left unexecuted miscompiles in Jittor 1.3.11
+    feat = jt.array(random((n, c_in, h, w), 10))
+    ref = jt.nn.conv2d(feat, conv.weight, conv.bias, 1, 1).numpy()
+    with jt.no_grad():
+        got = conv(TrunkTensor(feat, NCHW).to(BLOCKED)).numpy()
+        assert calls == [1]
+        conv(TrunkTensor(feat, NCHW))
+        conv(TrunkTensor(feat, NCHW).to(BLOCKED), relu=True)
+    assert calls == [1]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
 @pytest.mark.parametrize('c_in,c_out,stride', [(128, 196, 2), (196, 196, 1), (3, 20, 1)])
 def test_output_aligned_conv_equals_jittor_conv(c_in, c_out, stride, monkeypatch):
     from jittor_self_blind_vsr.model import flow_pwc

@@ -108,7 +108,7 @@ static Plan make_plan(const std::vector<int64_t>& k) {
     if (!found && k[NO_BRGCONV] && is_brgconv(p.pd)) {
         convolution_forward::primitive_desc direct(desc(algorithm::convolution_direct), attr, cpu_engine());
         while (is_brgconv(direct) && direct.next_impl()) {}
-        if (std::string(direct.impl_info_str()).compare(0, 4, "jit:") == 0) p.pd = direct;
+        if (std::string(direct.impl_info_str()).compare(0, 3, "jit") == 0) p.pd = direct;  // jit: or jit_1x1:
     }
     p.conv = convolution_forward(p.pd);
     p.weights_in = make_reorder(p.user_weights, p.pd.weights_desc());
@@ -379,6 +379,38 @@ for (int64_t b = 0; b < n; b++)
 '''
 
 
+# out[b, o, y, x] = bias[o] + the sum over taps (ky, kx) of in[b, t // 16, y + ky - 1, x + kx - 1, t % 16],
+# t = (ky * 3 + kx) * c_out + o, zero outside the image: the 3x3 convolution whose per-tap partial
+# sums a 1x1 convolution computed (conv3x3_few_outputs). One output row at a time, each input
+# pixel's taps read once.
+_TAP_SUM_SRC = r'''
+const int64_t n = in0_shape0, blocks = in0_shape1, height = in0_shape2, width = in0_shape3;
+const int64_t block_stride = height * width * 16;
+const int c_out = (int)data["c_out"];
+#pragma omp parallel for collapse(2) schedule(static)
+for (int64_t b = 0; b < n; b++)
+    for (int64_t y = 0; y < height; y++) {
+        std::vector<float> acc(c_out * width);
+        for (int o = 0; o < c_out; o++)
+            std::fill(acc.begin() + o * width, acc.begin() + (o + 1) * width, in1_p[o]);
+        for (int ky = 0; ky < 3; ky++) {
+            const int64_t sy = y + ky - 1;
+            if (sy < 0 || sy >= height) continue;
+            const float* row = in0_p + b * blocks * block_stride + sy * width * 16;
+            for (int kx = 0; kx < 3; kx++)
+                for (int o = 0; o < c_out; o++) {
+                    const int t = (ky * 3 + kx) * c_out + o;
+                    const float* tap = row + (t / 16) * block_stride + t % 16 + (kx - 1) * 16;
+                    float* out = acc.data() + o * width;
+                    const int64_t x0 = kx == 0 ? 1 : 0, x1 = kx == 2 ? width - 1 : width;
+                    for (int64_t x = x0; x < x1; x++) out[x] += tap[x * 16];
+                }
+        }
+        for (int o = 0; o < c_out; o++)
+            std::copy(acc.begin() + o * width, acc.begin() + (o + 1) * width, out0_p + ((b * c_out + o) * height + y) * width);
+    }
+'''
+
 def jittor_uses_onednn():
     """True when Jittor convolves with oneDNN: on the CPU, in a build with it."""
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl
@@ -521,6 +553,29 @@ def warp_blocked(x, ix, iy, mask):
                    [x.float32(), ix.float32(), iy.float32(), mask.float32()],
                    cpu_header='#include <cmath>', cpu_src=_WARP_BLOCKED_SRC)
 
+
+def few_outputs_fit(c_in, c_out, kh, kw, stride, padding, dilation):
+    """A 'same' 3x3 convolution to at most 3 channels from 16-channel blocks, which
+    conv3x3_few_outputs computes: the trunk's last (128->3). oneDNN's direct kernel pads its
+    outputs to 16 there, so 13 of 16 multiplications are wasted (94 ms at 720x1280)."""
+    return kh == kw == 3 and stride == dilation == padding == 1 and c_out * 9 <= 2 * BLOCK and c_in % BLOCK == 0
+
+
+def conv3x3_few_outputs(x, weight, bias):
+    """conv2d(x, weight, bias, padding 1) of an nChw16c Var x into NCHW, for weights of at most
+    3 output channels (few_outputs_fit): a 1x1 convolution gives each output channel's nine
+    per-tap partial sums (27 channels, padded to 32: a matrix product oneDNN runs near its
+    peak), and one pass adds the shifted taps. Sums in another order than the direct kernel
+    (float32 rounding); no gradient."""
+    n, c_in, h, w = nchw_dims(x, BLOCKED)
+    c_out = weight.shape[0]
+    taps = weight.transpose(2, 3, 0, 1).reshape(9 * c_out, c_in, 1, 1)  # channel (ky*3 + kx)*c_out + o
+    taps = jt.concat([taps, jt.zeros((2 * BLOCK - 9 * c_out, c_in, 1, 1), dtype='float32')], 0)
+    partial = conv2d(x, taps, None, src_layout=BLOCKED, dst_layout=BLOCKED)
+    if bias is None:
+        bias = jt.zeros((c_out,), dtype='float32')
+    return jt.code((n, c_out, h, w), 'float32', [partial, bias.float32()], cpu_header='#include <algorithm>\n#include <vector>',
+                   cpu_src=_TAP_SUM_SRC, data=dict(c_out=c_out))
 
 class FastConv2d(jt.nn.Conv2d):
     """jt.nn.Conv2d (same parameters and state-dict keys) that, under winograd_in_use() and

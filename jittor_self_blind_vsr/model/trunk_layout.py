@@ -173,7 +173,11 @@ class Conv2d(nn.Conv2d):
         x = _as_trunk(x)
         out = NCHW if self.nchw_out else layout(self.out_channels)
         geometry = (self.stride[0], self.padding[0], self.dilation[0])
-        if inference_ops_in_use():
+        if inference_ops_in_use() and out == NCHW and x.layout == BLOCKED and not relu \
+                and onednn_ops.winograd_in_use() and onednn_ops.few_outputs_fit(
+                    self.in_channels, self.out_channels, *self.kernel_size, *geometry):
+            y = TrunkTensor(onednn_ops.conv3x3_few_outputs(x.var, self.weight, self.bias), NCHW)
+        elif inference_ops_in_use():
             y = TrunkTensor(onednn_ops.conv2d(x.var, self.weight, self.bias, *geometry, relu, x.layout, out), out)
         else:
             if onednn_ops.brgconv_in_use():
