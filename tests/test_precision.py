@@ -140,13 +140,13 @@ def test_fast_says_what_it_falls_back_to(tmp_path):
 
 
 def test_tiling_budgets_for_the_winograd_buffers():
-    """--max_memory under fast counts the Winograd kernel's buffers: 4.44 GiB measured
+    """--max_memory under fast counts the Winograd kernel's buffers: 4.36 GiB measured
     untiled at LR 180x320 (published size), against 1.72 GiB exact."""
     from jittor_self_blind_vsr.infer import tiling
     size, geometry = (180, 320), dict(overlap=16, n_seq=5, n_feat=128, scale=4)
     fast = tiling.estimated_peak(size, 0, **geometry, precision='fast') / tiling.GIB
     exact = tiling.estimated_peak(size, 0, **geometry) / tiling.GIB
-    assert abs(fast - 4.44) < 0.2 and exact < 2.0
+    assert abs(fast - 4.36) < 0.2 and exact < 2.0
     assert tiling.choose_tile(3, size, **geometry) == 0
     assert 0 < tiling.choose_tile(3, size, **geometry, precision='fast') < max(size)
 

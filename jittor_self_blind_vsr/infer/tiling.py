@@ -25,9 +25,11 @@ DECODER_CHANNELS = 2300 / 16
 OUTPUT_COPIES = 6
 # --precision fast adds the Winograd kernel's transform buffers, sized by the convolution's
 # whole image (the HR out_conv's: 36 KiB per LR pixel), and the cached transformed weights
-# (the trunk's and PWC-Net's): 0.69, 2.17 and 4.44 GiB peak at LR 64x64, 128x192, 180x320
-# (benchmarks/forward.py --precision fast, published size, 2026-12-01), a line 0.19 GiB and
-# 46 KiB per LR pixel above the exact one.
+# (the trunk's and PWC-Net's): 0.68, 2.15 and 4.36 GiB peak at LR 64x64, 128x192, 180x320
+# (benchmarks/forward.py --precision fast --repeat 1, published size, 2026-12-01). The line
+# below, 0.19 GiB and 46 KiB per LR pixel above the exact one, lies at most 0.11 GiB above
+# them (it was fitted to 0.69, 2.17 and 4.44 GiB, measured before the trunk's last
+# convolution took less memory).
 FAST_BASE_BYTES = 0.19 * 2 ** 30
 FAST_BYTES_PER_PIXEL = 46 * 2 ** 10
 GIB = 2 ** 30
