@@ -411,6 +411,7 @@ for (int64_t b = 0; b < n; b++)
     }
 '''
 
+
 def jittor_uses_onednn():
     """True when Jittor convolves with oneDNN: on the CPU, in a build with it."""
     return not jt.flags.use_cuda and jt.compile_extern.use_mkl
@@ -574,8 +575,9 @@ def conv3x3_few_outputs(x, weight, bias):
     partial = conv2d(x, taps, None, src_layout=BLOCKED, dst_layout=BLOCKED)
     if bias is None:
         bias = jt.zeros((c_out,), dtype='float32')
-    return jt.code((n, c_out, h, w), 'float32', [partial, bias.float32()], cpu_header='#include <algorithm>\n#include <vector>',
-                   cpu_src=_TAP_SUM_SRC, data=dict(c_out=c_out))
+    return jt.code((n, c_out, h, w), 'float32', [partial, bias.float32()],
+                   cpu_header='#include <algorithm>\n#include <vector>', cpu_src=_TAP_SUM_SRC, data=dict(c_out=c_out))
+
 
 class FastConv2d(jt.nn.Conv2d):
     """jt.nn.Conv2d (same parameters and state-dict keys) that, under winograd_in_use() and
