@@ -236,7 +236,7 @@ def run_adaptation(args, state):
             raise AdaptError(f'video {clip.name} has {clip.lr.count} frames, fewer than the {args.n_seq} of one '
                              f'training window')
     args.input_sha256 = sha256_of_file(args.input_model)
-    inference.start_jittor(args.device)
+    inference.start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.input_model, args.scale, args.n_seq, args.align_corners)
     run = adapt(args, net, config, clips)
