@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 PARITY_DIR = Path(os.environ.get('SBVSR_PARITY_DIR', REPO / 'tests' / 'fixtures' / 'parity'))
 
 
+def child_env(isa=None, **extra):
+    """Environment for a child process that starts its own Jittor: without the oneDNN ISA
+    cap this process set for exact (it would hold a --precision fast child to exact), with
+    DNNL_MAX_CPU_ISA=isa when given, Jittor's log silenced, and `extra`."""
+    env = dict(os.environ, log_silent='1', **extra)
+    env.pop('DNNL_MAX_CPU_ISA', None)
+    if isa:
+        env['DNNL_MAX_CPU_ISA'] = isa
+    return env
+
+
 class NetworkAttempted(RuntimeError):
     pass
 

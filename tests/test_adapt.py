@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import parity_file
+from conftest import child_env, parity_file
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr import adapt
 from jittor_self_blind_vsr.infer import restorer
@@ -90,11 +90,9 @@ def test_fast_precision_adapts_with_the_fast_arithmetic(data, adapted, tmp_path)
     with Winograd, the batched window and the fused Adam: weights within rounding of exact's
     adaptation, but not bit for bit, which they would be were the option ignored."""
     out = tmp_path / 'out'
-    env = dict(os.environ, log_silent='1')
-    env.pop('DNNL_MAX_CPU_ISA', None)  # this process's exact cap would hold the child to exact
     done = subprocess.run([sys.executable, '-m', 'jittor_self_blind_vsr.adapt',
                            *argv(data, out, '--steps', str(STEPS), '--precision', 'fast')],
-                          capture_output=True, text=True, timeout=1800, env=env,
+                          capture_output=True, text=True, timeout=1800, env=child_env(),
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'not available' not in done.stderr

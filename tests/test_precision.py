@@ -17,7 +17,7 @@ import pytest
 from jittor_self_blind_vsr import runtime
 from jittor_self_blind_vsr.model import onednn_ops
 from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
-from conftest import parity_file
+from conftest import child_env, parity_file
 from parity_weights import seeded_state
 
 jt = runtime.import_jittor()
@@ -57,10 +57,7 @@ def cpu_has_avx512_core():
 def run_fast_child(tmp_path, isa=None):
     """(recons of the small configuration at --precision fast, oneDNN's convolution kernels,
     the child's state, its stderr), with DNNL_MAX_CPU_ISA=isa or unset."""
-    env = dict(os.environ, DNNL_VERBOSE='1', log_silent='1')
-    env.pop('DNNL_MAX_CPU_ISA', None)
-    if isa:
-        env['DNNL_MAX_CPU_ISA'] = isa
+    env = child_env(isa, DNNL_VERBOSE='1')
     out_file = tmp_path / 'recons.npy'
     done = subprocess.run([sys.executable, '-c', _CHILD, str(parity_file('small_config_keys.tsv')),
                            str(parity_file('small_config.npz')), str(out_file)],
@@ -104,7 +101,7 @@ def test_the_fall_back_is_said_once():
     """A command that starts Jittor again after parsing its options (sbvsr-train) says it once."""
     child = ("from jittor_self_blind_vsr import runtime\n"
              "runtime.import_jittor('cpu', 'fast')\nruntime.import_jittor('cpu', 'fast')\n")
-    done = subprocess.run([sys.executable, '-c', child], env=dict(os.environ, DNNL_MAX_CPU_ISA='AVX2', log_silent='1'),
+    done = subprocess.run([sys.executable, '-c', child], env=child_env('AVX2'),
                           capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count('--precision fast is not available') == 1, done.stderr
@@ -238,9 +235,7 @@ def test_fast_transforms_changing_weights_itself_as_onednn_would():
     onednn_ops' own single pass, checked once per geometry against oneDNN's reorder: the
     convolution stays within Winograd's rounding of the direct one for every new weight, and
     oneDNN's slower reorder runs only for each geometry's check."""
-    env = dict(os.environ, DNNL_VERBOSE='1', log_silent='1')
-    env.pop('DNNL_MAX_CPU_ISA', None)
-    done = subprocess.run([sys.executable, '-c', _TRANSFORM_CHILD], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, '-c', _TRANSFORM_CHILD], env=child_env(DNNL_VERBOSE='1'), capture_output=True, text=True,
                           timeout=900, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import child_env
 from jittor_self_blind_vsr import runtime
 
 jt = runtime.import_jittor()
@@ -185,10 +186,7 @@ print('BRGCONV_ALLOWED', runtime.onednn_uses_brgconv())
 def conv_kernel_in_child(isa=None):
     """(oneDNN's implementation name for a 128->128 conv, runtime.onednn_uses_brgconv())
     in a child process, with DNNL_MAX_CPU_ISA=isa or unset."""
-    env = dict(os.environ, DNNL_VERBOSE='1', log_silent='1')
-    env.pop('DNNL_MAX_CPU_ISA', None)
-    if isa:
-        env['DNNL_MAX_CPU_ISA'] = isa
+    env = child_env(isa, DNNL_VERBOSE='1')
     out = subprocess.run([sys.executable, '-c', _KERNEL_CHILD], env=env, capture_output=True,
                          text=True, timeout=600).stdout
     kernels = [line.split(',')[4] for line in out.splitlines()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from conftest import child_env
 from interrupting import signal_when_ready, snapshot
 from jittor_self_blind_vsr.utils.image_io import write_image
 
@@ -247,10 +248,8 @@ def test_fast_precision_trains_like_exact(dataset, straight_run, tmp_path):
     Jittor starts): Winograd, the batched window and the fused Adam change only rounding, so
     the epoch losses stay within 1e-4 of exact's and still fall."""
     argv = train_argv(dataset, tmp_path, save='fast', epochs=2, extra=['--precision', 'fast'])
-    env = dict(os.environ, log_silent='1')
-    env.pop('DNNL_MAX_CPU_ISA', None)  # this process's exact cap would hold the child to exact
     done = subprocess.run([sys.executable, '-m', 'jittor_self_blind_vsr.main', *argv], capture_output=True,
-                          text=True, timeout=1800, cwd=Path(__file__).resolve().parents[1], env=env)
+                          text=True, timeout=1800, cwd=Path(__file__).resolve().parents[1], env=child_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'not available' not in done.stderr
     fast = training_state(tmp_path / 'fast')['logs']['loss_total']

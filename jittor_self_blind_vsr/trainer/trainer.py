@@ -53,11 +53,12 @@ class Adam(jt.optim.Adam):
             weight_decay = group.get('weight_decay', self.weight_decay)
             b1, b2 = group.get('betas', self.betas)
             correction1, correction2 = 1 - b1 ** t, 1 - b2 ** t
+            constants = self._fused_constants(lr, eps, weight_decay, b1, b2, correction1, correction2)
             for p, g, v, m in zip(group['params'], group['grads'], group['values'], group['m']):
                 if p.is_stop_grad():
                     continue
                 if fused and all(str(a.dtype) == 'float32' for a in (p, g, m, v)):
-                    self._fused_update(p, g, m, v, lr, eps, weight_decay, b1, b2, correction1, correction2)
+                    self._fused_update(p, g, m, v, constants)
                     continue
                 if weight_decay != 0:
                     g = g + weight_decay * p
@@ -71,14 +72,18 @@ class Adam(jt.optim.Adam):
                     p.update(p - lr * math.sqrt(correction2) / correction1 * m / (jt.sqrt(v) + eps))
         self.post_step()
 
-    def _fused_update(self, p, g, m, v, lr, eps, weight_decay, b1, b2, correction1, correction2):
-        """The update of step() in one OpenMP loop, in the same float32 operation order."""
+    def _fused_constants(self, lr, eps, weight_decay, b1, b2, correction1, correction2):
+        """A parameter group's scalars for _FUSED_ADAM_SRC at this step."""
         if self.eps_after_bias_correction:
             data = dict(after=1, step=lr / correction1, root2=correction2 ** 0.5)
         else:
             data = dict(after=0, step=lr * math.sqrt(correction2) / correction1, root2=1.)
-        data.update(b1=b1, b2=b2, one_b1=1 - b1, one_b2=1 - b2, eps=eps, decay=weight_decay)
-        new_p, new_m, new_v = jt.code([p.shape] * 3, [p.dtype] * 3, [p, g, m, v], cpu_src=_FUSED_ADAM_SRC, data=data)
+        return dict(data, b1=b1, b2=b2, one_b1=1 - b1, one_b2=1 - b2, eps=eps, decay=weight_decay)
+
+    def _fused_update(self, p, g, m, v, constants):
+        """The update of step() in one OpenMP loop, in the same float32 operation order."""
+        new_p, new_m, new_v = jt.code([p.shape] * 3, [p.dtype] * 3, [p, g, m, v], cpu_src=_FUSED_ADAM_SRC,
+                                      data=constants)
         m.update(new_m)
         v.update(new_v)
         p.update(new_p)
