@@ -6,7 +6,6 @@ The precision is fixed when Jittor starts (runtime.FAST_MAX_CPU_ISA), so fast ru
 processes; this process runs exact, as every other test file does.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
