@@ -17,6 +17,7 @@ holds one mutex while the source is generated, passed and tuned (the part that t
 the graph, milliseconds per op), and releases it for `OpCompiler::compile`, the cache
 look-up and C++ compiler run.
 """
+import numpy as np
 
 _HEADER = r'''
 #include <memory>
@@ -78,4 +79,17 @@ def install(jt):
         marker = jt.code([1], 'int32', [], cpu_header=_HEADER,
                          cpu_src='jittor::sbvsr_compile_guard::restore_ieee_denormals();'
                                  '@out(0) = jittor::sbvsr_compile_guard::installed;')
-        return int(marker.item()) == 1
+        installed = int(marker.item()) == 1
+    cache_float_limits()
+    return installed
+
+
+def cache_float_limits():
+    """Have NumPy compute its float types' limits now, while the process has IEEE subnormals.
+
+    The next Jittor op library to load switches the thread to flush-to-zero again, for good,
+    which is how Jittor computes. NumPy works out a type's limits the first time they are
+    asked for and caches them; asked after that switch, it warns that the smallest
+    subnormal is zero (matplotlib asks when the trainer plots its curves)."""
+    for float_type in (np.float16, np.float32, np.float64):
+        np.finfo(float_type)

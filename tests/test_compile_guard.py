@@ -82,3 +82,26 @@ def test_start_up_leaves_subnormal_numbers_alone():
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [float(v) for v in done.stdout.split()] == [float.fromhex('0x1p-149')] * 2
+
+
+def test_numpy_float_limits_stay_right_after_jittor_ops_load():
+    """Every op library Jittor loads switches the thread to flush-to-zero; NumPy's limits,
+    computed at start-up, must not then read (and warn) that the smallest subnormal is 0."""
+    script = textwrap.dedent('''
+        import warnings
+        import numpy as np
+        from jittor_self_blind_vsr.runtime import import_jittor
+        jt = import_jittor('cpu')
+        (jt.array([1.0, 2.0]) * 3.25 + 0.5).sync()
+        flushed = float(np.float32(1e-45) * np.float32(1))
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            limits = [np.finfo(t).smallest_subnormal for t in (np.float16, np.float32, np.float64)]
+        # Bit patterns: converting a subnormal to a Python float would itself flush it.
+        print(flushed, *[int(np.array(v).view(f'uint{v.nbytes * 8}')) for v in limits])
+    ''')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    flushed, *limit_bits = done.stdout.split()
+    assert float(flushed) == 0.0, 'a Jittor op no longer switches to flush-to-zero: this test checks nothing'
+    assert limit_bits == ['1', '1', '1'], 'the smallest subnormals are not the least bit patterns'
