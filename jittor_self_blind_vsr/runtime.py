@@ -29,6 +29,7 @@ guard is installed as usual. A program that uses the library without calling
 `import_jittor()` at all runs on whatever its Jittor import chose, without the compile
 guard (see compile_guard.py).
 """
+import atexit
 import functools
 import json
 import os
@@ -220,9 +221,27 @@ def _select(jittor, device):
     if device == 'cuda' and not jittor.has_cuda:
         raise DeviceError('a CUDA GPU is present, but this Jittor process was started without CUDA')
     compile_guard.install(jittor)
+    _close_compile_pool()
     jittor.flags.use_cuda = int(device == 'cuda')
     _state['device'] = device
     return jittor
+
+
+def _close_compile_pool():
+    """Close the process pool Jittor's import compiles its core and extensions with.
+
+    Jittor keeps the pool (`jittor_utils.p`) for the life of the process and closes it from
+    an atexit hook. Its idle workers wait on the pool's task queue, one of them holding the
+    queue's lock; SIGTERM sent to every process of a command (`pkill -f`, `killall`, a job
+    scheduler) kills that one with the lock held, and the hook then waits for ever. Nothing
+    compiles through the pool after the import, so it is closed here, while every worker is
+    alive; a later compile of several files would open a new one."""
+    import jittor_utils
+    if getattr(jittor_utils, 'p', None) is None:
+        return
+    atexit.unregister(jittor_utils.pool_cleanup)
+    jittor_utils.pool_cleanup()
+    jittor_utils.pool_size = 0
 
 
 def _adopt(jittor, device):

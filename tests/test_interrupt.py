@@ -119,6 +119,47 @@ def test_a_terminals_ctrl_c_during_compilation_runs_the_cleanup():
 
 
 
+
+IDLE_AFTER_START = '''
+from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.utils import interrupt
+try:  # as the commands do
+    with interrupt.handled():
+        jt = import_jittor('cpu')
+        interrupt.install()
+        ready()
+        time.sleep(120)
+except KeyboardInterrupt as error:
+    print('cleanup ran', file=sys.stderr)
+    sys.exit(interrupt.exit_code(error))
+'''
+
+
+def test_sigterm_to_the_whole_command_ends_it():
+    """`pkill -f`, `killall` and job schedulers send SIGTERM to every process of a command. Jittor's
+    compile pool, had it outlived the start, would lose a worker that holds its queue lock, and
+    the pool's clean-up at exit would wait for ever."""
+    process = subprocess.Popen([sys.executable, '-c', PRELUDE + IDLE_AFTER_START], stderr=subprocess.PIPE,
+                               text=True, start_new_session=True, env=dict(os.environ, log_silent='1'))
+    try:
+        for line in process.stderr:
+            if READY in line:
+                break
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # A second SIGTERM ends the hang; a SIGKILL would end this pytest run too (Jittor's
+            # SIGCHLD handler here quick-exits when a child dies of any other signal).
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+            pytest.fail('the command hung at exit after SIGTERM to its process group')
+        err = process.stderr.read()
+    finally:
+        process.stderr.close()
+    assert process.returncode == 128 + signal.SIGTERM and 'cleanup ran' in err, (process.returncode, err[-2000:])
+
+
 LOADER = '''
 import os, random, sys, threading, time
 import numpy as np
