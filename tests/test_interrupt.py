@@ -249,6 +249,41 @@ def test_a_terminals_ctrl_c_during_compilation_with_loader_workers_runs_the_clea
     assert code == 130 and 'cleanup ran' in err, err[-2000:]
 
 
+def test_sigterm_to_the_whole_command_with_loader_workers_runs_the_cleanup():
+    """pkill -f, killall, timeout and job schedulers signal the workers too. Had they ended, the
+    command would wait for a batch inside Jittor's C++ for ever, where its handler cannot run."""
+    code, err = run_loader('plain', lambda group, workers: os.killpg(group, signal.SIGTERM))
+    assert code == 128 + signal.SIGTERM and 'cleanup ran' in err and 'finished' not in err, err[-2000:]
+
+
+FORKED_WORKER = '''
+import os, signal, subprocess, sys, time
+from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.utils import interrupt
+with interrupt.handled():
+    import_jittor('cpu')
+    interrupt.install(loader_workers=True)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    time.sleep(0.5)
+    subprocess.run([sys.executable, '-c', f'import os; os.kill({pid}, 15)'], check=True)
+    time.sleep(0.5)
+    survived_others = os.waitpid(pid, os.WNOHANG) == (0, 0)
+    os.kill(pid, signal.SIGTERM)
+    status = os.waitpid(pid, 0)[1]
+    print(survived_others, os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)
+'''
+
+
+def test_a_loader_worker_ends_on_sigterm_from_its_command_only():
+    done = subprocess.run([sys.executable, '-c', FORKED_WORKER], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, log_silent='1'))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ['True', 'True'], 'expected: survives SIGTERM from another process, ends on its parent\'s'
+
+
 def test_a_loader_worker_killed_for_memory_ends_the_command_with_a_sentence():
     """The main process waits for that worker inside Jittor's C++: only a C handler can end it."""
     killed = []

@@ -11,8 +11,13 @@ Processes forked from a command (Jittor's data-loader workers, its compile pool)
 SIGINT and die on SIGTERM: a terminal's Ctrl-C reaches them too, but the command itself
 decides how to stop them. A loader worker that raised KeyboardInterrupt would print a
 traceback and signal its parent again; a compile-pool worker killed while it holds the
-pool's queue lock makes the pool's clean-up at exit wait for ever. Jittor forks that pool
-when it is imported, so a command imports Jittor inside `handled()`.
+pool's queue lock would make the pool's clean-up at exit wait for ever. Jittor forks that
+pool when it is imported, so a command imports Jittor inside `handled()` (and runtime.py
+closes the pool right after the import). SIGTERM, too, often reaches every process of a
+command (`pkill -f`, `killall`, `timeout`, job schedulers): with `install(loader_workers=True)`
+a loader worker ends on SIGTERM from the command, which is how Jittor stops its workers,
+and ignores it from anyone else while the command lives, since the command, waiting for a
+batch inside Jittor's C++ (below), could not act on its own SIGTERM without them.
 
 Jittor also installs a C SIGCHLD handler that quick-exits as soon as any child dies by a
 signal other than SIGTERM (or merely stops or continues). A terminal's Ctrl-C kills the
@@ -44,6 +49,7 @@ _LOADER_HEADER = r"""
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 namespace sbvsr_loader_signals {
@@ -119,16 +125,38 @@ static bool wrap(int signum, void (*handler)(int, siginfo_t*, void*), struct sig
     return sigaction(signum, &ours, nullptr) == 0;
 }
 
+// In a loader worker. SIGTERM from the command is how Jittor stops its workers: the worker
+// ends. SIGTERM from anyone else while the command lives (pkill -f, killall, timeout, a job
+// scheduler signal every process) reached the command too, which stops its workers when it
+// acts on it; ending here would leave the command waiting for a batch for ever.
+static void on_sigterm_in_worker(int signum, siginfo_t* info, void* context) {
+    if (info->si_code == SI_USER && info->si_pid != owner && getppid() == owner) return;
+    signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+}
+
+static void in_forked_child() {
+    if (getppid() != owner) return;
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    sigemptyset(&ours.sa_mask);
+    ours.sa_sigaction = on_sigterm_in_worker;
+    ours.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGTERM, &ours, nullptr);
+}
+
 static int install() {
     owner = getpid();
+    static bool at_fork = pthread_atfork(nullptr, nullptr, in_forked_child) == 0;
     // SIGINT keeps Python's flags: no SA_RESTART, so that a blocking call returns and Python's handler runs.
-    return wrap(SIGCHLD, on_sigchld, &jittors_sigchld, SA_RESTART) &&
+    return at_fork && wrap(SIGCHLD, on_sigchld, &jittors_sigchld, SA_RESTART) &&
            wrap(SIGINT, on_sigint, &pythons_sigint, SA_ONSTACK);
 }
 }
 """
 
-_state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_hook': False, 'received': None}
+_state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_hook': False, 'received': None,
+          'loader_guard': False}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -163,7 +191,8 @@ def _raise(signum, frame):
 def _forked_child():
     if _state['depth']:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if not _state['loader_guard']:  # else the C handler _LOADER_HEADER put on SIGTERM at the fork stays
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def install(loader_workers=False):
@@ -188,6 +217,7 @@ def _guard_loader_workers():
         if int(jt.code([1], 'int32', [], cpu_header=_LOADER_HEADER,
                        cpu_src='@out(0) = sbvsr_loader_signals::install();').item()) != 1:
             raise OSError('the signal handlers for loader workers could not be installed')
+    _state['loader_guard'] = True
 
 
 class handled:  # noqa: N801 (used as `with interrupt.handled():`)
