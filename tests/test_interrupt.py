@@ -1,4 +1,4 @@
-"""utils/interrupt.py: SIGINT and SIGTERM raise Interrupted in the main thread, also after Jittor's import."""
+"""utils/interrupt.py: SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, also after Jittor's import."""
 import glob
 import os
 import re
@@ -29,7 +29,7 @@ with interrupt.handled():
 '''
 
 
-@pytest.mark.parametrize('name', ['SIGINT', 'SIGTERM'])
+@pytest.mark.parametrize('name', ['SIGINT', 'SIGTERM', 'SIGHUP'])
 def test_our_handler_wins_over_jittors(name):
     def run(install):
         return subprocess.run([sys.executable, '-c', AFTER_JITTOR.format(install=install, name=name)],
@@ -66,9 +66,31 @@ def test_an_error_after_a_signal_counts_as_the_interrupt():
 
 def test_the_previous_handlers_come_back():
     before = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+    ours = [s for s in interrupt.SIGNALS if not (s == signal.SIGHUP and before[s] is signal.SIG_IGN)]  # nohup
     with interrupt.handled():
-        assert all(signal.getsignal(s) is not before[s] for s in interrupt.SIGNALS)
+        assert all(signal.getsignal(s) is not before[s] for s in ours)
     assert {s: signal.getsignal(s) for s in interrupt.SIGNALS} == before
+
+
+NOHUP = '''
+import os, signal, sys, time
+from jittor_self_blind_vsr.runtime import import_jittor
+from jittor_self_blind_vsr.utils import interrupt
+with interrupt.handled():
+    import_jittor('cpu')
+    interrupt.install()
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.5)
+    print('still running', file=sys.stderr)
+'''
+
+
+def test_a_hangup_ignored_at_the_start_stays_ignored():
+    """`nohup` starts a command with SIGHUP ignored, so that closing the terminal leaves it running."""
+    done = subprocess.run([sys.executable, '-c', NOHUP], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, log_silent='1'),
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert done.returncode == 0 and 'still running' in done.stderr, done.stderr[-2000:]
 
 
 def _child_status(signum):
@@ -82,8 +104,9 @@ def _child_status(signum):
 
 def test_forked_workers_leave_ctrl_c_to_the_command_and_end_on_sigterm():
     with interrupt.handled():
-        ignored, ended = _child_status(signal.SIGINT), _child_status(signal.SIGTERM)
-    assert os.WIFEXITED(ignored) and os.WEXITSTATUS(ignored) == 0
+        ignored = [_child_status(signal.SIGINT), _child_status(signal.SIGHUP)]
+        ended = _child_status(signal.SIGTERM)
+    assert all(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 for status in ignored)
     assert os.WIFSIGNALED(ended) and os.WTERMSIG(ended) == signal.SIGTERM
 
 
@@ -249,11 +272,13 @@ def test_a_terminals_ctrl_c_during_compilation_with_loader_workers_runs_the_clea
     assert code == 130 and 'cleanup ran' in err, err[-2000:]
 
 
-def test_sigterm_to_the_whole_command_with_loader_workers_runs_the_cleanup():
-    """pkill -f, killall, timeout and job schedulers signal the workers too. Had they ended, the
-    command would wait for a batch inside Jittor's C++ for ever, where its handler cannot run."""
-    code, err = run_loader('plain', lambda group, workers: os.killpg(group, signal.SIGTERM))
-    assert code == 128 + signal.SIGTERM and 'cleanup ran' in err and 'finished' not in err, err[-2000:]
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_whole_command_with_loader_workers_runs_the_cleanup(signum):
+    """pkill -f, killall, timeout and job schedulers send SIGTERM to the workers too, a closed
+    terminal SIGHUP. Had they ended, the command would wait for a batch inside Jittor's C++
+    for ever, where its handler cannot run."""
+    code, err = run_loader('plain', lambda group, workers: os.killpg(group, signum))
+    assert code == 128 + signum and 'cleanup ran' in err and 'finished' not in err, err[-2000:]
 
 
 FORKED_WORKER = '''

@@ -29,7 +29,7 @@ def run_command(program, body, kept=None, write_target=None):
     kept: called after an interrupt or an OSError, returns what was left as it was ('OUT is
     unchanged'); without it an interrupt reports the exception's `kept` attribute, if any.
     write_target: what an unexpected OSError was writing, when the error names no file.
-    A UserError prints its sentence; an OSError its cause and file; SIGINT/SIGTERM exit 130/143.
+    A UserError prints its sentence; an OSError its cause and file; SIGINT/SIGTERM/SIGHUP exit 130/143/129.
     """
     try:
         with interrupt.handled():

@@ -1,15 +1,17 @@
-"""Ctrl-C (SIGINT) and SIGTERM end every command through its normal cleanup.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP end every command through its normal cleanup.
 
 Importing Jittor installs a C-level SIGINT handler that calls quick_exit(1): no `finally`
 block, no `except KeyboardInterrupt` and no atexit hook runs, so staging folders and
-temporary files stay behind. SIGTERM's default action kills the process just as abruptly.
-Every command therefore runs inside `handled()`, which makes both signals raise
-`Interrupted` (a KeyboardInterrupt) in the main thread, and calls `install()` again right
-after its first Jittor import, whose C handler would otherwise win.
+temporary files stay behind. The default actions of SIGTERM and of SIGHUP (the terminal
+was closed, an ssh connection dropped) kill the process just as abruptly. Every command
+therefore runs inside `handled()`, which makes these signals raise `Interrupted` (a
+KeyboardInterrupt) in the main thread, and calls `install()` again right after its first
+Jittor import, whose C handler would otherwise win. A SIGHUP that was ignored when the
+command started (`nohup`) stays ignored.
 
 Processes forked from a command (Jittor's data-loader workers, its compile pool) ignore
-SIGINT and die on SIGTERM: a terminal's Ctrl-C reaches them too, but the command itself
-decides how to stop them. A loader worker that raised KeyboardInterrupt would print a
+SIGINT and SIGHUP and die on SIGTERM: a terminal's Ctrl-C and hangup reach them too, but
+the command itself decides how to stop them. A loader worker that raised KeyboardInterrupt would print a
 traceback and signal its parent again; a compile-pool worker killed while it holds the
 pool's queue lock would make the pool's clean-up at exit wait for ever. Jittor forks that
 pool when it is imported, so a command imports Jittor inside `handled()` (and runtime.py
@@ -29,7 +31,7 @@ no Python handler runs, and would wait forever for a worker that is gone -- kill
 kernel for memory, or ended by an exception, which Jittor's worker reports by sending
 SIGINT to its parent. `install(loader_workers=True)` therefore puts two C handlers
 (`_LOADER_HEADER`, compiled once as a small Jittor op, like compile_guard's hook) in front:
-on SIGCHLD, a child killed by a signal other than SIGINT or SIGTERM gets one line and
+on SIGCHLD, a child killed by a signal other than SIGINT, SIGTERM or SIGHUP gets one line and
 Jittor's quick exit, while a child that died of SIGINT (the terminal's Ctrl-C, which our
 SIGINT handler acts on) or stopped or continued (Ctrl-Z, `fg`) is left to the code that
 waits for it; on SIGINT, one sent by a child of ours (a failed loader worker) gets one line
@@ -42,7 +44,7 @@ import os
 import signal
 import threading
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _LOADER_HEADER = r"""
 #include <csignal>
@@ -75,7 +77,8 @@ static void say_pid(const char* before, pid_t pid, const char* after) {
 
 static void on_sigchld(int signum, siginfo_t* info, void* context) {
     bool killed = info->si_code == CLD_KILLED || info->si_code == CLD_DUMPED;
-    if (!killed || info->si_status == SIGINT || info->si_status == SIGTERM || getpid() != owner) return;
+    if (!killed || info->si_status == SIGINT || info->si_status == SIGTERM || info->si_status == SIGHUP ||
+        getpid() != owner) return;
     char status[24] = {0};
     say_pid("sbvsr-train: stopping at once: child process ", info->si_pid, " was killed by signal ");
     say(decimal(status + 23, info->si_status));
@@ -160,7 +163,7 @@ _state = {'depth': 0, 'previous': None, 'deferring': 0, 'pending': None, 'fork_h
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; `exit_code` is the shell's 128 + signal number."""
+    """SIGINT, SIGTERM or SIGHUP arrived; `exit_code` is the shell's 128 + signal number."""
 
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
@@ -172,7 +175,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 def exit_code(error):
-    """The exit status for an interrupt: 130 for SIGINT or a plain KeyboardInterrupt, 143 for SIGTERM."""
+    """The exit status for an interrupt: 130 for SIGINT or a plain KeyboardInterrupt, 143 for
+    SIGTERM, 129 for SIGHUP."""
     return getattr(error, 'exit_code', 128 + signal.SIGINT)
 
 
@@ -191,19 +195,22 @@ def _raise(signum, frame):
 def _forked_child():
     if _state['depth']:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if not _state['loader_guard']:  # else the C handler _LOADER_HEADER put on SIGTERM at the fork stays
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def install(loader_workers=False):
-    """Put our handlers on SIGINT and SIGTERM (again: after importing Jittor) and on SIGCHLD the
+    """Put our handlers on SIGINT, SIGTERM and SIGHUP (again: after importing Jittor; not on a
+    SIGHUP that was ignored when the outermost `handled()` began) and on SIGCHLD the
     default action or, when Jittor's loader workers will run (Jittor is imported), the C handlers
     of `_LOADER_HEADER` in front of Jittor's SIGCHLD handler and our SIGINT one. Only inside
     `handled()`."""
     if not _state['depth'] or threading.current_thread() is not threading.main_thread():
         return
     for signum in SIGNALS:
-        signal.signal(signum, _raise)
+        if not (signum == signal.SIGHUP and _state['previous'][signum] is signal.SIG_IGN):
+            signal.signal(signum, _raise)
     if loader_workers:
         _guard_loader_workers()
     else:
@@ -221,7 +228,7 @@ def _guard_loader_workers():
 
 
 class handled:  # noqa: N801 (used as `with interrupt.handled():`)
-    """The body of a command: SIGINT and SIGTERM raise Interrupted; the previous handlers come back after.
+    """The body of a command: SIGINT, SIGTERM and SIGHUP raise Interrupted; the previous handlers come back after.
 
     A class, not a generator: a signal that is acted on inside __exit__ (Python runs handlers
     between bytecodes, so right after a long C call) must not leave a generator whose
