@@ -15,6 +15,7 @@ from jittor_self_blind_vsr.utils import interrupt
 
 AFTER_JITTOR = '''
 import os, signal, sys, time
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, also where the tests run under nohup
 from jittor_self_blind_vsr.runtime import import_jittor
 from jittor_self_blind_vsr.utils import interrupt
 with interrupt.handled():
@@ -184,7 +185,8 @@ def test_sigterm_to_the_whole_command_ends_it():
 
 
 LOADER = '''
-import os, random, sys, threading, time
+import os, random, signal, sys, threading, time
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, also where the tests run under nohup
 import numpy as np
 from jittor_self_blind_vsr.runtime import import_jittor
 from jittor_self_blind_vsr.utils import interrupt
