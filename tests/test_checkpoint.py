@@ -569,6 +569,7 @@ def test_out_of_memory_names_the_cause(tmp_path, monkeypatch):
         read_checkpoint(path)
 
 
+@pytest.mark.filterwarnings('ignore:ComplexHalf support is experimental')  # torch's, making the file
 def test_complex_and_unsupported_tensors_are_named_as_such(tmp_path):
     path = save_torch({'w': torch.zeros(2, dtype=torch.complex64)}, tmp_path / 'c.pt', 'zip')
     assert read_checkpoint(path).content['w'].dtype == np.complex64
