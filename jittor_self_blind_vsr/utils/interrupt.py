@@ -11,9 +11,10 @@ command started (`nohup`) stays ignored.
 
 Processes forked from a command (Jittor's data-loader workers, its compile pool) ignore
 SIGINT and SIGHUP and die on SIGTERM: a terminal's Ctrl-C and hangup reach them too, but
-the command itself decides how to stop them. A loader worker that raised KeyboardInterrupt would print a
-traceback and signal its parent again; a compile-pool worker killed while it holds the
-pool's queue lock would make the pool's clean-up at exit wait for ever. Jittor forks that
+the command itself decides how to stop them. A loader worker that raised
+KeyboardInterrupt would print a traceback and signal its parent again; a compile-pool
+worker killed while it holds the pool's queue lock would make the pool's clean-up at exit
+wait for ever. Jittor forks that
 pool when it is imported, so a command imports Jittor inside `handled()` (and runtime.py
 closes the pool right after the import). SIGTERM, too, often reaches every process of a
 command (`pkill -f`, `killall`, `timeout`, job schedulers): with `install(loader_workers=True)`
@@ -228,7 +229,8 @@ def _guard_loader_workers():
 
 
 class handled:  # noqa: N801 (used as `with interrupt.handled():`)
-    """The body of a command: SIGINT, SIGTERM and SIGHUP raise Interrupted; the previous handlers come back after.
+    """The body of a command: SIGINT, SIGTERM and SIGHUP raise Interrupted; the previous handlers
+    come back after.
 
     A class, not a generator: a signal that is acted on inside __exit__ (Python runs handlers
     between bytecodes, so right after a long C call) must not leave a generator whose
