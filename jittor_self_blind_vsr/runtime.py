@@ -237,10 +237,11 @@ def _close_compile_pool():
     compiles through the pool after the import, so it is closed here, while every worker is
     alive; a later compile of several files would open a new one."""
     import jittor_utils
-    if getattr(jittor_utils, 'p', None) is None:
+    cleanup = getattr(jittor_utils, 'pool_cleanup', None)  # as in Jittor 1.3.x
+    if cleanup is None or getattr(jittor_utils, 'p', None) is None:
         return
-    atexit.unregister(jittor_utils.pool_cleanup)
-    jittor_utils.pool_cleanup()
+    atexit.unregister(cleanup)
+    cleanup()
     jittor_utils.pool_size = 0
 
 
