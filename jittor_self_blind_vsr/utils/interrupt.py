@@ -134,7 +134,8 @@ static bool wrap(int signum, void (*handler)(int, siginfo_t*, void*), struct sig
 // scheduler signal every process) reached the command too, which stops its workers when it
 // acts on it; ending here would leave the command waiting for a batch for ever.
 static void on_sigterm_in_worker(int signum, siginfo_t* info, void* context) {
-    if (info->si_code == SI_USER && info->si_pid != owner && getppid() == owner) return;
+    bool from_a_process = info->si_code == SI_USER || info->si_code == SI_QUEUE;  // kill() or sigqueue()
+    if (from_a_process && info->si_pid != owner && getppid() == owner) return;
     signal(SIGTERM, SIG_DFL);
     raise(SIGTERM);
 }
