@@ -5,12 +5,16 @@ from collections import namedtuple
 import jittor as jt
 
 from jittor_self_blind_vsr.model import load_checked, numpy_state_dict, onednn_ops, trunk_layout
+from jittor_self_blind_vsr.model.flow_dis import Flow_DIS
 from jittor_self_blind_vsr.model.flow_pwc import Flow_PWC
 from jittor_self_blind_vsr.model.kernel import KernelNet
 
 nn = jt.nn
 
 MODES = ('train', 'val', 'infer')
+# The flow between a window's frames: PWC-Net (the published model, learned) or OpenCV's DIS
+# (classical, no weights: flow_dis.py).
+FLOWS = ('pwc', 'dis')
 
 FrameFeatures = namedtuple('FrameFeatures', ['feat', 'flow'])
 FrameFeatures.__doc__ = ('Per-frame work of recons_forward: extra_feat(in_conv(frame)) (a trunk_layout.TrunkTensor) '
@@ -59,8 +63,11 @@ def blur_down(x, kernel, scale):
 
 class PWC_Recons(nn.Module):
     def __init__(self, n_colors=3, n_sequence=5, extra_RBS=5, recons_RBS=10, n_feat=32, kernel_size=3,
-                 scale=4, ksize=13, HR_in=False, flow_pretrain_fn='.', device=None, align_corners=True):
+                 scale=4, ksize=13, HR_in=False, flow_pretrain_fn='.', device=None, align_corners=True,
+                 flow='pwc'):
         super().__init__()
+        if flow not in FLOWS:
+            raise ValueError(f'flow must be one of {FLOWS}, got {flow!r}')
         self.ksize = ksize
         self.n_feat = n_feat
         self.n_sequence = n_sequence
@@ -84,7 +91,11 @@ class PWC_Recons(nn.Module):
         for _ in range(int(math.log2(scale))):
             upsample += [conv(n_feat, n_feat * 4, 3, 1, 1, bias=True), trunk_layout.PixelShuffle(2)]
         self.upsample_layers = nn.Sequential(*upsample)
-        self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
+        self.flow = flow
+        if flow == 'pwc':
+            self.flow_net = Flow_PWC(pretrain_fn=flow_pretrain_fn, device=device, align_corners=align_corners)
+        else:
+            self.flow_net = Flow_DIS(align_corners=align_corners)
         self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
 
     def load_numpy_state_dict(self, state):

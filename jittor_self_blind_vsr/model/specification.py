@@ -11,7 +11,7 @@ from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 # The published model (the original's templates and released weights); option/ takes its
 # defaults from it, and config_from_state_dict starts from it where shapes cannot tell.
 PUBLISHED_CONFIG = dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
-                        kernel_size=3, scale=4, ksize=13)
+                        kernel_size=3, scale=4, ksize=13, flow='pwc')
 # PWC_Recons's parts: a file holding none of them is another network's.
 MODEL_PARTS = ('in_conv', 'extra_feat', 'fusion_conv', 'recons_net', 'out_conv', 'upsample_layers', 'flow_net',
                'kernel_net')
@@ -78,6 +78,8 @@ def config_from_state_dict(state, path='the checkpoint'):
                                   f'but they must be square with an odd size')
         config['kernel_size'] = kernel[2]
     config['scale'] = 2 ** _count_upsample_convs(state)
+    # A model with a classical flow (flow_dis.py) has no flow weights.
+    config['flow'] = 'pwc' if any(key.startswith('flow_net.') for key in state) else 'dis'
     fc = _shape(state, 'kernel_net.fc_net.0.weight', 2, path)
     if fc is not None:
         ksize = math.isqrt(fc[1])
@@ -95,4 +97,4 @@ def model_from_options(args, flow_pretrain_fn='.', device=None):
     return PWC_Recons(n_colors=args.n_colors, n_sequence=args.n_sequence, extra_RBS=args.extra_RBS,
                       recons_RBS=args.recons_RBS, n_feat=args.n_feat, scale=args.scale, ksize=args.ksize,
                       HR_in=args.HR_in, flow_pretrain_fn=flow_pretrain_fn, device=device,
-                      align_corners=args.align_corners)
+                      align_corners=args.align_corners, flow=args.flow)
