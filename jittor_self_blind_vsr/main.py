@@ -40,7 +40,7 @@ def build_model(args, ckp):
     from jittor_self_blind_vsr.model.specification import model_from_options
     from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
     fresh = not ckp.continuing and not args.test_only and args.pre_train == '.'
-    net = model_from_options(args, flow_pretrain_file(args, fresh), current_device())
+    net = model_from_options(args, flow_pretrain_file(args, fresh and args.flow == 'pwc'), current_device())
     weights = args.pre_train if args.pre_train != '.' else None
     if weights is None and args.test_only:
         weights = ckp.model_path('best')

@@ -61,3 +61,36 @@ def test_gradients_match_original(step):
         tolerance = 1e-3 * float(np.abs(reference).max())
         error = float(np.abs(grad - reference).max())
         assert error <= tolerance, f'{key}: max abs error {error:.3g} > {tolerance:.3g}'
+
+
+def test_kernel_prior_is_zero_at_the_prior_and_the_l1_distance_elsewhere():
+    from jittor_self_blind_vsr.loss.kernel_loss import KernelPriorLoss, create_gaussian
+    from jittor_self_blind_vsr.trainer.trainer import jt
+    prior = create_gaussian(13, 1.5)
+    prior /= prior.sum()
+    loss = KernelPriorLoss(13, 1.5)
+    assert loss(jt.array(prior[None, None].astype(np.float32))).item() == pytest.approx(0, abs=1e-6)
+    delta = np.zeros((2, 1, 13, 13), np.float32)
+    delta[:, 0, 6, 6] = 1
+    # |1 - p(centre)| + (1 - p(centre)) for every other entry, the same for both samples
+    assert loss(jt.array(delta)).item() == pytest.approx(2 * (1 - prior[6, 6]), rel=1e-5)
+
+
+@pytest.mark.parametrize('warmup', [0, 1])
+def test_kernel_prior_batches_adds_the_weighted_prior_for_its_first_batches_only(tmp_path, warmup):
+    from jittor_self_blind_vsr.trainer.trainer import jt
+    from jittor_self_blind_vsr.trainer.trainer_flow_video import KERNEL_PRIOR_WEIGHT
+    fixture = np.load(parity_file('small_config.npz'))
+    trainer = make_trainer(tmp_path, ['--kernel_prior_batches', str(warmup), '--kernel_prior_sigma', '1.5'])
+    trainer.model.train()
+    totals = []
+    for _ in range(2):
+        output, _ = trainer.model({'x': jt.array(fixture['x']), 'mode': 'train'})
+        plain = trainer.loss(output)['total'].item()
+        prior = trainer.kernel_prior(output['est_kernel']).item()
+        total = trainer.compute_gradients(jt.array(fixture['x']))['total'].item()
+        totals.append((total, plain, prior))
+        trainer.optimizer.step()
+    (first, plain1, prior1), (second, plain2, _) = totals
+    assert first == pytest.approx(plain1 + (KERNEL_PRIOR_WEIGHT * prior1 if warmup else 0), rel=1e-5)
+    assert second == pytest.approx(plain2, rel=1e-5)

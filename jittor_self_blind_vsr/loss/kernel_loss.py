@@ -75,3 +75,23 @@ class SparsityLoss(nn.Module):
         safe = jt.where(nonzero, magnitude, jt.ones_like(magnitude))
         power_kernel = jt.where(nonzero, safe ** self.power, jt.zeros_like(magnitude))
         return l1_loss(power_kernel, 0.0)
+
+
+class KernelPriorLoss(nn.Module):
+    """Sum of |kernel - isotropic Gaussian(sigma)| per sample, averaged over the batch.
+
+    Not part of the original objective: sbvsr-train adds it for the first --kernel_prior_batches
+    batches only. Without it a small model trained from scratch settles in the objective's
+    trivial solution, a one-pixel kernel: the blurred-down training inputs are then merely
+    decimated, and the network learns plain interpolation instead of undoing blur
+    (docs/training.md). The cycle loss pulls towards that solution whenever the restored
+    frames are blurrier than the truth, which they are while the network is still learning.
+    """
+
+    def __init__(self, k_size, sigma):
+        super().__init__()
+        prior = create_gaussian(k_size, sigma)
+        self._prior = (prior / prior.sum()).astype(np.float32)
+
+    def execute(self, kernel):
+        return jt.abs(kernel - jt.array(self._prior)[None, None]).sum() / kernel.shape[0]

@@ -190,6 +190,9 @@ def _add_model(parser):
     group.add_argument('--align_corners', type=str2bool, default=True,
                        help="grid_sample semantics: true as PyTorch 0.4.1 (the published weights), "
                             "false as PyTorch >= 1.3")
+    group.add_argument('--flow', choices=('pwc', 'dis'), default=PUBLISHED_CONFIG['flow'],
+                       help="pwc: PWC-Net, learned (the published model); dis: OpenCV's DIS optical flow, "
+                            "classical, no weights (the shipped embedded model; docs/demo.md)")
     group.add_argument('--random_flow_init', **FLAG,
                        help='start PWC-Net from random weights when no pretrained file is found')
 
@@ -216,6 +219,12 @@ def _add_training(parser):
                             "PyTorch 0.4.1 (the published training); true to the bias-corrected sqrt(v), "
                             "as PyTorch >= 1.3")
     group.add_argument('--weight_decay', type=non_negative_float, default=0, help='weight decay')
+    group.add_argument('--kernel_prior_batches', type=non_negative_int, default=0,
+                       help='batches during which the estimated kernel is also pulled towards an isotropic '
+                            'Gaussian of --kernel_prior_sigma (0: none, as the original; docs/training.md)')
+    group.add_argument('--kernel_prior_sigma', type=positive_float, default=1.2,
+                       help='sigma, in HR pixels, of the --kernel_prior_batches prior (default 1.2, the middle of '
+                            'the published Gaussian training range 0.4-2.0)')
     group.add_argument('--mid_loss_weight', type=non_negative_float, default=1.,
                        help='weight of a model-internal loss')
 

@@ -12,6 +12,7 @@ import jittor as jt
 import numpy as np
 from tqdm import tqdm
 
+from jittor_self_blind_vsr.loss.kernel_loss import KernelPriorLoss
 from jittor_self_blind_vsr.runtime import seed_everything
 from jittor_self_blind_vsr.trainer.trainer import Trainer
 from jittor_self_blind_vsr.utils.image_io import to_uint8_image
@@ -24,6 +25,9 @@ FLOW_GROUP = 'flow_net'
 PSNR_PLOTS = (('psnr', 'psnr.png', 'PSNR'), ('cycle_psnr', 'cycle_psnr.png', 'Cycle PSNR'),
               ('down_psnr', 'downdata_psnr.png', 'DownData PSNR'))
 SHAVE = 4
+# Weight of the kernel prior during --kernel_prior_batches: strong enough to hold the estimate near
+# the prior against the cycle loss's pull towards a one-pixel kernel.
+KERNEL_PRIOR_WEIGHT = 10.0
 # Saved image name postfix -> model output, in the original's order.
 IMAGE_OUTPUTS = (('lr', 'input'), ('sr', 'recons'), ('lr_cycle', 'input_cycle'), ('lr_down', 'input_down'),
                  ('sr_down', 'recons_down'))
@@ -73,11 +77,13 @@ class Trainer_Flow_Video(Trainer):
         # LR-only test sets (VIDEO_LR) have no HR: no PSNR, and model_best follows Cycle-PSNR.
         self.has_hr = getattr(self.loader_test, 'has_hr', True)
         self.best_key = 'psnr' if self.has_hr else 'cycle_psnr'
+        self.kernel_prior = KernelPriorLoss(args.ksize, args.kernel_prior_sigma)
 
     def make_optimizer(self):
         groups = [{'params': getattr(self.model, name).parameters()} for name in RECONS_GROUPS]
-        groups.append({'params': getattr(self.model, FLOW_GROUP).parameters(), 'lr': self.args.flow_lr,
-                       'base_lr': self.args.flow_lr})
+        flow_params = getattr(self.model, FLOW_GROUP).parameters()
+        if flow_params:  # a classical flow (--flow dis) has none
+            groups.append({'params': flow_params, 'lr': self.args.flow_lr, 'base_lr': self.args.flow_lr})
         return super().make_optimizer(groups)
 
     def bar_disabled(self):
@@ -88,6 +94,9 @@ class Trainer_Flow_Video(Trainer):
         """Forward and backward of one batch; gradients land in the optimiser. Returns the loss Vars."""
         output_dict, mid_loss = self.model({'x': x, 'mode': 'train'})
         values = self.loss(output_dict)
+        # Adam's step count is kept in the training state: a resumed run stops the prior where an uninterrupted one would.
+        if self.optimizer.n_step < self.args.kernel_prior_batches:
+            values['total'] = values['total'] + KERNEL_PRIOR_WEIGHT * self.kernel_prior(output_dict['est_kernel'])
         if mid_loss is not None:
             values['total'] = values['total'] + self.args.mid_loss_weight * mid_loss
         self.optimizer.backward(values['total'])
