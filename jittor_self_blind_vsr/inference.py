@@ -22,6 +22,7 @@ from jittor_self_blind_vsr.option import int_range, positive_float, positive_int
 from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import run_command
+from jittor_self_blind_vsr.utils.resample import LR_GRIDS
 
 PROGRAM = 'sbvsr-infer'
 # The original's --quick_test presets: (blur type, test set).
@@ -85,6 +86,11 @@ def build_parser():
     parser.add_argument('--precision', choices=PRECISIONS, default='exact',
                         help="exact: the original's float32 arithmetic; fast: the CPU trunk's 3x3 convolutions "
                              "on oneDNN's Winograd kernel, about 2x faster, about 1e-6 relative error (docs/model.md)")
+    parser.add_argument('--lr_grid', choices=LR_GRIDS, default='corner',
+                        help='where the input\'s pixel i sits on the HR grid: corner = HR pixel scale*i, as the '
+                             'dataset script and the published models decimate; centre = scale*i + (scale-1)/2, as '
+                             'cameras, ffmpeg and area or bicubic downscaling sample: the output is then moved '
+                             'by (scale-1)/2 HR pixels onto the input\'s grid (docs/inference.md)')
     parser.add_argument('--tile', type=int_range(0), default=0,
                         help='restore LR tiles of this many pixels square, blended back (0: whole frames)')
     parser.add_argument('--tile_overlap', type=int_range(0), default=TILE_OVERLAP,
@@ -173,7 +179,7 @@ def infer(args):
                 run.log_warm_up(size, restorer.warm_up(net, size, tile, args.tile_overlap, args.n_seq))
             for clip in clips:
                 size = cropped_size(clip.lr.size, args.size_must_mode)
-                windows = restorer.clip_restorer(net, size, tiles[size], args.tile_overlap)
+                windows = restorer.clip_restorer(net, size, tiles[size], args.tile_overlap, args.lr_grid)
                 kept = run.start_clip(clip.name)
                 frames = restorer.restore_clip(windows, clip, args.n_seq, args.border, size, args.scale, skip=kept)
                 progress = Progress(clip.name, window_count(clip.lr.count, args.n_seq, args.border), done=kept)

@@ -18,6 +18,7 @@ from jittor_self_blind_vsr.model.pwc_recons import FrameFeatures, PWC_Recons
 from jittor_self_blind_vsr.model.specification import config_from_state_dict
 from jittor_self_blind_vsr.runtime import current_device
 from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
+from jittor_self_blind_vsr.utils.resample import grid_offset, shift
 
 
 def read_model_file(path):
@@ -146,11 +147,32 @@ class TiledRestorer:
                 del cache[index]
 
 
-def clip_restorer(net, size, tile, overlap):
-    """The restorer of frames of `size` (LR h, w): tiled when `tile` is set and smaller than the frame."""
+class GridShiftRestorer:
+    """Another restorer's output moved by `offset` HR pixels right and down (--lr_grid centre).
+
+    The models take LR pixel i to be HR pixel scale*i; footage sampled at pixel centres has it
+    at scale*i + (scale-1)/2, so the output, computed on the models' grid, is moved there."""
+
+    def __init__(self, inner, offset):
+        self.inner, self.offset = inner, offset
+
+    def restore(self, indices, frames):
+        out = self.inner.restore(indices, frames).numpy()[0].transpose(1, 2, 0)
+        return jt.array(np.ascontiguousarray(shift(out, self.offset).transpose(2, 0, 1)[None]))
+
+    def forget_all_but(self, keep):
+        self.inner.forget_all_but(keep)
+
+
+def clip_restorer(net, size, tile, overlap, lr_grid='corner'):
+    """The restorer of frames of `size` (LR h, w): tiled when `tile` is set and smaller than the frame;
+    its output moved onto the input's sampling grid `lr_grid` (utils/resample.py)."""
     if tile_shape(size, tile, overlap) == tuple(size):
-        return WindowRestorer(net)
-    return TiledRestorer(net, size, tile, overlap)
+        restorer = WindowRestorer(net)
+    else:
+        restorer = TiledRestorer(net, size, tile, overlap)
+    offset = grid_offset(lr_grid, 1 if net.HR_in else net.scale)
+    return GridShiftRestorer(restorer, offset) if offset else restorer
 
 
 def warm_up(net, size, tile, overlap, n_seq):
