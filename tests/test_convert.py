@@ -27,7 +27,7 @@ from test_checkpoint import _strided_zip, billion_laughs, replace_data_pkl
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'jittor_self_blind_vsr'
 FULL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20, '
-                    'kernel_size=3, scale=4, ksize=13')
+                    'kernel_size=3, scale=4, ksize=13, flow=pwc')
 
 
 def torch_state(state, prefix=''):
@@ -210,7 +210,7 @@ def test_flow_pwc_starts_from_a_full_checkpoint_and_refuses_a_foreign_file(full_
 
 
 SMALL_CONFIG_LINE = ('Inferred configuration: n_colors=3, n_sequence=5, n_feat=32, extra_RBS=1, recons_RBS=2, '
-                     'kernel_size=3, scale=4, ksize=13')
+                     'kernel_size=3, scale=4, ksize=13, flow=pwc')
 
 
 def test_our_trainer_checkpoint(small_state, tmp_path, capsys):
@@ -240,6 +240,15 @@ def test_torch_trainer_checkpoint_with_data_parallel_keys(small_state, tmp_path,
 def test_configuration_is_inferred_from_shapes(config):
     from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
     from jittor_self_blind_vsr.model.specification import config_from_state_dict
+    shapes = {k: np.empty(tuple(v.shape), np.float32) for k, v in PWC_Recons(**config).state_dict().items()}
+    assert config_from_state_dict(shapes) == dict(config, flow='pwc')
+
+
+def test_a_model_without_flow_weights_is_inferred_as_a_dis_model():
+    from jittor_self_blind_vsr.model.pwc_recons import PWC_Recons
+    from jittor_self_blind_vsr.model.specification import config_from_state_dict
+    config = dict(n_colors=3, n_sequence=5, n_feat=16, extra_RBS=1, recons_RBS=1, kernel_size=3, scale=4, ksize=13,
+                  flow='dis')
     shapes = {k: np.empty(tuple(v.shape), np.float32) for k, v in PWC_Recons(**config).state_dict().items()}
     assert config_from_state_dict(shapes) == config
 

@@ -11,7 +11,7 @@ from jittor_self_blind_vsr.utils.checkpoint import CheckpointError
 from conftest import parity_file
 from parity_weights import read_keys
 
-OPTION_KEYS = ('n_colors', 'n_sequence', 'n_feat', 'extra_RBS', 'recons_RBS', 'scale', 'ksize')
+OPTION_KEYS = ('n_colors', 'n_sequence', 'n_feat', 'extra_RBS', 'recons_RBS', 'scale', 'ksize', 'flow')
 
 
 def shapes_of(keys_tsv):
@@ -22,7 +22,7 @@ def test_published_config_is_what_the_original_published_model_implies():
     # full_config_keys.tsv: the keys and shapes of the original code's model built as published
     assert config_from_state_dict(shapes_of('full_config_keys.tsv')) == PUBLISHED_CONFIG
     assert PUBLISHED_CONFIG == dict(n_colors=3, n_sequence=5, n_feat=128, extra_RBS=3, recons_RBS=20,
-                                    kernel_size=3, scale=4, ksize=13)
+                                    kernel_size=3, scale=4, ksize=13, flow='pwc')
 
 
 @pytest.mark.parametrize('template', ['Self_Blind_VSR_Gaussian', 'Self_Blind_VSR_Realistic'])
