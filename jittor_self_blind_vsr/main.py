@@ -37,7 +37,7 @@ def flow_pretrain_file(args, needed):
 
 def build_model(args, ckp):
     from jittor_self_blind_vsr.model import load_checked
-    from jittor_self_blind_vsr.model.specification import model_from_options
+    from jittor_self_blind_vsr.model.specification import flow_of_state, model_from_options
     from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
     fresh = not ckp.continuing and not args.test_only and args.pre_train == '.'
     net = model_from_options(args, flow_pretrain_file(args, fresh and args.flow == 'pwc'), current_device())
@@ -46,7 +46,12 @@ def build_model(args, ckp):
         weights = ckp.model_path('best')
     if weights is not None:
         ckp.write_log(f'Loading model from {weights}')
-        load_checked(net, load_state_dict_file(weights), weights)
+        state = load_state_dict_file(weights)
+        flow = flow_of_state(state)
+        if flow not in (None, args.flow):
+            raise StartError(f'{weights} is a model with --flow {flow}, but the run is set for --flow {args.flow}: '
+                             f'add --flow {flow}')
+        load_checked(net, state, weights)
     return net
 
 

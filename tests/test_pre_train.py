@@ -54,3 +54,17 @@ def test_pre_train_pt_that_does_not_fit_is_one_sentence(tmp_path):
         pre_trained(tmp_path / 'other.pt')
     assert str(error.value) == (f"{tmp_path / 'other.pt'} does not fit the model: it lacks 1 of the model's "
                                 "tensors, first in_conv.0.bias")
+
+
+def test_pre_train_of_a_dis_model_without_flow_dis_is_one_sentence(tmp_path):
+    from jittor_self_blind_vsr.main import StartError
+    state = {k: v for k, v in seeded_state(parity_file('small_config_keys.tsv'), 1).items()
+             if not k.startswith('flow_net.')}
+    save_state_dict_file(state, tmp_path / 'dis.pkl')
+    with pytest.raises(StartError) as error:
+        pre_trained(tmp_path / 'dis.pkl')
+    assert str(error.value) == (f"{tmp_path / 'dis.pkl'} is a model with --flow dis, but the run is set for "
+                                "--flow pwc: add --flow dis")
+    args = parse_args(['--template', 'Self_Blind_VSR_CPU', '--pre_train', str(tmp_path / 'dis.pkl'), '--flow', 'dis'])
+    loaded = build_model(args, QuietLog()).numpy_state_dict()
+    assert loaded.keys() == state.keys() and all(np.array_equal(loaded[k], state[k]) for k in state)

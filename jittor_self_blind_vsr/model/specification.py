@@ -47,6 +47,14 @@ def _shape(state, key, ndim, path):
     return shape
 
 
+def flow_of_state(state):
+    """'pwc' or 'dis' for a full-model state dict (a model with a classical flow, flow_dis.py, has no
+    flow weights); None for a state holding no reconstruction trunk, whose flow cannot be told."""
+    if any(key.startswith('flow_net.') for key in state):
+        return 'pwc'
+    return 'dis' if 'in_conv.0.weight' in state else None
+
+
 def config_from_state_dict(state, path='the checkpoint'):
     """PWC_Recons arguments that the shapes of a full-model state dict determine.
 
@@ -78,8 +86,7 @@ def config_from_state_dict(state, path='the checkpoint'):
                                   f'but they must be square with an odd size')
         config['kernel_size'] = kernel[2]
     config['scale'] = 2 ** _count_upsample_convs(state)
-    # A model with a classical flow (flow_dis.py) has no flow weights.
-    config['flow'] = 'pwc' if any(key.startswith('flow_net.') for key in state) else 'dis'
+    config['flow'] = flow_of_state(state)
     fc = _shape(state, 'kernel_net.fc_net.0.weight', 2, path)
     if fc is not None:
         ksize = math.isqrt(fc[1])
