@@ -148,8 +148,8 @@ def test_the_shipped_weights_are_float16_and_load_as_the_cpu_template_model():
     assert state.keys() == stored.keys()
     assert all(v.dtype == np.float32 and np.array_equal(v, stored[k]) for k, v in state.items())
     config = config_from_state_dict(state, weights.EMBEDDED)
-    assert (config['n_feat'], config['extra_RBS'], config['recons_RBS'], config['scale'], config['flow']) == (32, 1, 2, 4,
-                                                                                                   'dis')
+    shape = (config['n_feat'], config['extra_RBS'], config['recons_RBS'], config['scale'], config['flow'])
+    assert shape == (32, 1, 2, 4, 'dis')
 
 
 def test_the_name_embedded_is_the_shipped_file_for_sbvsr_infer():
