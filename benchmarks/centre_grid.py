@@ -34,6 +34,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     hr_root, lr_root = os.path.join(args.clips, 'HR'), os.path.join(args.output, 'LR_area_x4')
     for hr_dir in list_subfolders(hr_root):
+        os.makedirs(os.path.join(lr_root, os.path.basename(hr_dir)))
         for path in list_images(hr_dir):
             write_image(os.path.join(lr_root, os.path.basename(hr_dir), os.path.basename(path)),
                         area_down(read_image(path)))
