@@ -248,3 +248,54 @@ def test_ctrl_c_while_adapting_leaves_no_file(data, tmp_path, monkeypatch):
     assert not out.exists()
     assert list(scratch.iterdir()) == []
     assert snapshot(data) == inputs
+
+
+STOP_WHILE_RESTORING = '''
+from jittor_self_blind_vsr import adapt
+from jittor_self_blind_vsr.infer.results import InferenceRun
+add_frame = InferenceRun.add_frame
+added = []
+
+def add_frame_then_wait(self, clip, frame):
+    add_frame(self, clip, frame)  # the frame is staged and in the manifest of the resumable folder
+    added.append(frame.name)
+    if len(added) == 2:
+        ready()
+        time.sleep(60)
+
+InferenceRun.add_frame = add_frame_then_wait
+sys.exit(adapt.main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_while_restoring_with_resume_names_the_kept_frames(data, tmp_path):
+    out = tmp_path / 'out'
+    code, err = signal_when_ready(STOP_WHILE_RESTORING, argv(data, out, '--steps', '1', '--resume'), signal.SIGINT,
+                                  group=True)
+    assert code == 130, err[-3000:]
+    weights, resumable, final = out / 'clip' / 'adapted.pkl', out / 'clip' / '.adapted.resumable', out / 'clip' / 'adapted'
+    assert err.strip().splitlines()[-1] == (f'sbvsr-adapt: interrupted (SIGINT): the adapted weights {weights} are '
+                                            f'complete and 2 finished frames are kept in {resumable} for --resume; '
+                                            f'no results were written to {final}')
+    assert len(list_images(resumable / 'clip')) == 2 and not final.exists()
+    assert 'Traceback' not in err
+
+
+def test_a_diverging_learning_rate_saves_no_weights(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    before = sha256(data / 'small.pkl')
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '3', '--lr', '1e10')))
+    assert line.startswith('sbvsr-adapt: training diverged (')
+    assert line.endswith(f'with --lr 1e+10; try a smaller --lr), so no adapted weights were saved and the input '
+                         f'model {data / "small.pkl"} is unchanged')
+    assert not out.exists()
+    assert sha256(data / 'small.pkl') == before
+
+
+def test_weights_the_last_step_made_nan_are_refused(data):
+    args = adapt.parse_args(argv(data, 'out', '--lr', '1e10'))
+    state = {'in_conv.0.weight': np.array([1.0, np.nan], np.float32)}
+    with pytest.raises(adapt.AdaptError, match=r'^training diverged \(the last step left NaN or infinite values in '
+                                               r'in_conv\.0\.weight with --lr 1e\+10; try a smaller --lr\)'):
+        adapt.check_finite(args, state)
+    adapt.check_finite(args, {'in_conv.0.weight': np.ones(2, np.float32)})
