@@ -41,13 +41,16 @@ from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
 from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
-from jittor_self_blind_vsr.utils.checkpoint import load_state_dict_file
+from jittor_self_blind_vsr.utils.checkpoint import check_float_arrays, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 SCALE = 4
 N_SEQUENCE = 5  # frames the model fuses
 MIN_SIZE = 64  # smallest --size (a 16x16 LR frame); smaller clips are untested
+# The camera path is built before it is checked against the photograph, which it leaves far
+# sooner (a pan of 1.7 px per frame); the bound keeps an absurd --frames from exhausting memory.
+MAX_FRAMES = 10000
 CLIP_NAME = 'astronaut'
 TEMPLATE = 'Self_Blind_VSR_CPU'
 EXPERIMENT = 'demo'
@@ -112,7 +115,7 @@ def parse_args(argv=None):
                        help='instead, train from random weights on the LR clip for exactly this many epochs')
     parser.add_argument('--iters_per_epoch', type=positive_int, default=10,
                         help='training batches per epoch, the granularity of --minutes (default 10)')
-    parser.add_argument('--frames', type=int_range(N_SEQUENCE), default=10,
+    parser.add_argument('--frames', type=int_range(N_SEQUENCE, MAX_FRAMES), default=10,
                         help=f'frames in the clip, at least the {N_SEQUENCE} the model fuses (default 10)')
     parser.add_argument('--size', type=int_range(MIN_SIZE, multiple_of=SCALE), default=128,
                         help=f'HR frame size in pixels, a multiple of {SCALE} (default 128)')
@@ -452,7 +455,9 @@ def check_model(path):
     data were written: not a file, not readable weights, or not a x4 model of N_SEQUENCE RGB frames."""
     if not os.path.isfile(weights.resolve(path)):
         raise DemoError(f'--model_path {path} is not a file')
-    config = config_from_state_dict(load_state_dict_file(path), path)
+    state = load_state_dict_file(path)
+    check_float_arrays(path, state, 'model weights')
+    config = config_from_state_dict(state, path)
     if (config['scale'], config['n_sequence'], config['n_colors']) != (SCALE, N_SEQUENCE, 3):
         raise DemoError(f'--model_path {path} is a x{config["scale"]} model of {config["n_sequence"]} frames of '
                         f'{config["n_colors"]} channels; the demo needs x{SCALE}, {N_SEQUENCE} frames of RGB')
@@ -462,13 +467,14 @@ def run(args, output):
     start = time.perf_counter()
     if not args.train:
         check_model(args.model_path)
+    frames = make_clip(args)
     try:
         output.claim()
         import_jittor(args.device)
         interrupt.install()
         try:
             output.clear()
-            scores = demonstrate(args, output)
+            scores = demonstrate(args, output, frames)
         finally:
             if output.cleared:
                 output.save()
@@ -478,12 +484,20 @@ def run(args, output):
     return scores
 
 
-def demonstrate(args, output):
-    """Steps 1-5 in the claimed and cleared `output`; returns the scores."""
-    folders = {name: output.folder(name) for name in ('data', 'experiment', 'results', SIDE_BY_SIDE)}
+def make_clip(args):
+    """Step 1, before the output folder is touched: a path that leaves the photograph is refused."""
     print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
           f'scikit-image\'s astronaut')
-    frames = sample_clips.build_clip(source_image(), sample_clips.camera_path(args.frames), args.size)
+    try:
+        return sample_clips.build_clip(source_image(), sample_clips.camera_path(args.frames), args.size)
+    except ValueError as error:
+        raise DemoError(f'--frames {args.frames} at --size {args.size} do not fit the photograph ({error}); '
+                        'give fewer frames or a smaller size') from None
+
+
+def demonstrate(args, output, frames):
+    """Steps 2-5 in the claimed and cleared `output`; returns the scores."""
+    folders = {name: output.folder(name) for name in ('data', 'experiment', 'results', SIDE_BY_SIDE)}
     print(f'[2/5] Degradation: Gaussian blur sigma 1.2, x{SCALE} down (dataset script)')
     paths, eval_set = make_datasets(frames, folders['data'])
     if args.train:

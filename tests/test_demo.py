@@ -21,7 +21,7 @@ from skimage.registration import phase_cross_correlation
 from interrupting import signal_when_ready
 from jittor_self_blind_vsr import demo, sample_clips, weights
 from jittor_self_blind_vsr.model.specification import config_from_state_dict
-from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
+from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file, save_state_dict_file
 from jittor_self_blind_vsr.utils.degradation import TEST_SIGMA, blur_down_uint8, gaussian_kernel
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
@@ -388,12 +388,25 @@ def test_an_output_in_use_is_refused(tmp_path, capfd):
     assert line == f'sbvsr-demo: another sbvsr-demo is writing {out}; wait until it ends or give another --output'
 
 
+@pytest.mark.slow
 def test_a_damaged_model_is_refused_before_the_output_changes(shipped_demo, tmp_path, capfd):
     out = copy_of(shipped_demo, tmp_path)
     model = tmp_path / 'model.pkl'
     model.write_bytes(b'not a model')
     line = refused(out, [*TINY, '--model_path', str(model)], capfd)
     assert line.startswith(f'sbvsr-demo: {model} ')
+    state = load_state_dict_file(weights.EMBEDDED)
+    state['in_conv.0.weight'][0, 0, 0, 0] = np.nan
+    save_state_dict_file(state, model)
+    line = refused(out, [*TINY, '--model_path', str(model)], capfd)
+    assert line == f'sbvsr-demo: {model} holds NaN or infinite values in in_conv.0.weight: model weights must be finite numbers'
+
+
+def test_a_clip_that_leaves_the_photograph_is_refused_before_the_output_is_made(tmp_path, capfd):
+    out = tmp_path / 'demo'
+    line = refused(out, ['--frames', '1000', '--size', '64', '--device', 'cpu'], capfd)
+    assert line.startswith("sbvsr-demo: --frames 1000 at --size 64 do not fit the photograph (a 64x64 camera")
+    assert not out.exists()
 
 
 def test_an_empty_output_is_one_line(capsys):
