@@ -468,10 +468,11 @@ def run(args, output):
     if not args.train:
         check_model(args.model_path)
     frames = make_clip(args)
+    # before the output is made: until install() runs again, Ctrl-C meets Jittor's quick exit
+    import_jittor(args.device)
+    interrupt.install()
     try:
         output.claim()
-        import_jittor(args.device)
-        interrupt.install()
         try:
             output.clear()
             scores = demonstrate(args, output, frames)
