@@ -102,6 +102,9 @@ def check_weights_destination(args):
     if os.path.lexists(weights) and os.path.exists(args.input_model) and os.path.samefile(weights, args.input_model):
         raise AdaptError(f'the adapted weights would overwrite the input model {args.input_model}; give another '
                          f'--result_path, --dataset_name or --blur_type')
+    if os.path.islink(record_path):
+        raise AdaptError(f'{record_path} is a link, and {PROGRAM} writes nothing over links; remove it or give '
+                         f'another --result_path, --dataset_name or --blur_type')
     record = read_record(record_path)
     if os.path.lexists(record_path) and record is None:
         raise AdaptError(f'{record_path} exists and was not written by {PROGRAM}, so it is not replaced; give '

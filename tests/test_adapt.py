@@ -202,6 +202,15 @@ def test_bad_inputs_exit_with_one_sentence(data, tmp_path, capsys):
     line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '1')))
     assert 'adapted.json exists and was not written by sbvsr-adapt' in line
     assert sorted(p.name for p in foreign.iterdir()) == ['adapted.json']
+    # a link to a genuine record elsewhere would be replaced by the new record
+    elsewhere = tmp_path / 'elsewhere.json'
+    elsewhere.write_text(json.dumps({'tool': 'sbvsr-adapt', 'adapted_model_sha256': '0' * 64}))
+    (foreign / 'adapted.json').unlink()
+    (foreign / 'adapted.json').symlink_to(elsewhere)
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '1')))
+    assert line == (f'sbvsr-adapt: {foreign / "adapted.json"} is a link, and sbvsr-adapt writes nothing over links; '
+                    'remove it or give another --result_path, --dataset_name or --blur_type')
+    assert (foreign / 'adapted.json').is_symlink() and sorted(p.name for p in foreign.iterdir()) == ['adapted.json']
     with pytest.raises(SystemExit) as exit_info:
         adapt.main(argv(data, out, '--steps', '0'))
     assert exit_info.value.code == 2
