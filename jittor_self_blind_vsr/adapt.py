@@ -73,7 +73,10 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    args = inference.parse_args(argv, build_parser())
+    parser = build_parser()
+    args = inference.parse_args(argv, parser)
+    if not args.result_path:
+        parser.error("argument --result_path: must name a folder, not ''")
     if args.steps is None and args.minutes is None:
         args.minutes = DEFAULT_MINUTES
     args.input_model = args.model_path

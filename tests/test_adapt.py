@@ -215,6 +215,11 @@ def test_bad_inputs_exit_with_one_sentence(data, tmp_path, capsys):
         adapt.main(argv(data, out, '--steps', '0'))
     assert exit_info.value.code == 2
     assert "argument --steps: must be an integer >= 1, not '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        adapt.main(argv(data, '', '--steps', '1'))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "sbvsr-adapt: error: argument --result_path: must name a folder, not ''"
 
 
 def test_the_input_model_is_never_the_output(data, tmp_path, capsys):
