@@ -102,6 +102,12 @@ def read_record(path):
 def check_weights_destination(args):
     """Refuse weights or a record that would replace the input model or a file this tool did not write."""
     weights, record_path = weights_paths(args)
+    folder = os.path.dirname(weights)
+    while folder and not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if folder and not os.path.isdir(folder):
+        raise AdaptError(f'{folder} is not a folder, so the adapted weights cannot be written into it; give another '
+                         f'--result_path')
     if os.path.lexists(weights) and os.path.exists(args.input_model) and os.path.samefile(weights, args.input_model):
         raise AdaptError(f'the adapted weights would overwrite the input model {args.input_model}; give another '
                          f'--result_path, --dataset_name or --blur_type')

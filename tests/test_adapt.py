@@ -215,6 +215,12 @@ def test_bad_inputs_exit_with_one_sentence(data, tmp_path, capsys):
         adapt.main(argv(data, out, '--steps', '0'))
     assert exit_info.value.code == 2
     assert "argument --steps: must be an integer >= 1, not '0'" in capsys.readouterr().err
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('mine')
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, a_file, '--steps', '1')))
+    assert line == (f'sbvsr-adapt: {a_file} is not a folder, so the adapted weights cannot be written into it; '
+                    'give another --result_path')
+    assert a_file.read_text() == 'mine'
     with pytest.raises(SystemExit) as exit_info:
         adapt.main(argv(data, '', '--steps', '1'))
     assert exit_info.value.code == 2
