@@ -17,15 +17,17 @@ the options' defaults and the measured effect.
 """
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from jittor_self_blind_vsr import inference
-from jittor_self_blind_vsr.infer.results import check_destination, results_folder, sha256_of_file
+from jittor_self_blind_vsr.infer.results import check_destination, kept_for_resume, results_folder, sha256_of_file
 from jittor_self_blind_vsr.infer.sources import collect_clips
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.utils import interrupt
@@ -71,7 +73,10 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    args = inference.parse_args(argv, build_parser())
+    parser = build_parser()
+    args = inference.parse_args(argv, parser)
+    if not args.result_path:
+        parser.error("argument --result_path: must name a folder, not ''")
     if args.steps is None and args.minutes is None:
         args.minutes = DEFAULT_MINUTES
     args.input_model = args.model_path
@@ -97,9 +102,18 @@ def read_record(path):
 def check_weights_destination(args):
     """Refuse weights or a record that would replace the input model or a file this tool did not write."""
     weights, record_path = weights_paths(args)
+    folder = os.path.dirname(weights)
+    while folder and not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if folder and not os.path.isdir(folder):
+        raise AdaptError(f'{folder} is not a folder, so the adapted weights cannot be written into it; give another '
+                         f'--result_path')
     if os.path.lexists(weights) and os.path.exists(args.input_model) and os.path.samefile(weights, args.input_model):
         raise AdaptError(f'the adapted weights would overwrite the input model {args.input_model}; give another '
                          f'--result_path, --dataset_name or --blur_type')
+    if os.path.islink(record_path):
+        raise AdaptError(f'{record_path} is a link, and {PROGRAM} writes nothing over links; remove it or give '
+                         f'another --result_path, --dataset_name or --blur_type')
     record = read_record(record_path)
     if os.path.lexists(record_path) and record is None:
         raise AdaptError(f'{record_path} exists and was not written by {PROGRAM}, so it is not replaced; give '
@@ -188,6 +202,30 @@ class AdaptLog:
             tqdm.write(text)
 
 
+def diverged(args, cause):
+    return AdaptError(f'training diverged ({cause} with --lr {args.lr:g}; try a smaller --lr), so no adapted weights '
+                      f'were saved and the input model {args.input_model} is unchanged')
+
+
+def stop_when_diverged(train_step, optimizer, args):
+    """`train_step`, raising as soon as a loss is NaN or infinite: the weights are then no longer
+    numbers, and the rest of the budget would be spent on them."""
+    def step(x):
+        values = train_step(x)
+        bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
+        if bad is not None:
+            raise diverged(args, f'the {bad} loss became {values[bad]} at step {int(optimizer.n_step)}')
+        return values
+    return step
+
+
+def check_finite(args, state):
+    """Refuse weights that the last step made NaN or infinite (its loss was computed before it)."""
+    bad = next((name for name, value in state.items() if not np.isfinite(value).all()), None)
+    if bad is not None:
+        raise diverged(args, f'the last step left NaN or infinite values in {bad}')
+
+
 def adapt(args, net, config, clips, budget=None):
     """Fine-tune `net` in place on the LR frames of `clips` within `budget` (default: the one of --steps
     and --minutes, started now); returns the run's record."""
@@ -199,6 +237,7 @@ def adapt(args, net, config, clips, budget=None):
         log = AdaptLog()
         loss = Loss(options.loss, ksize=options.ksize, scale=options.scale)
         trainer = Trainer_Flow_Video(options, Data(options), net, loss, log)
+        trainer.train_step = stop_when_diverged(trainer.train_step, trainer.optimizer, args)
         budget = budget or Budget(args.steps, None if args.minutes is None else args.minutes * 60)
         while not budget.exhausted():
             trainer.train(stop=budget.after_step)
@@ -209,14 +248,14 @@ def adapt(args, net, config, clips, budget=None):
                 epoch_mean_losses={name: values for name, values in trainer.logs.items()})
 
 
-def save_weights(args, net, run):
-    """The adapted weights, then their record (which names their SHA-256), each written atomically;
+def save_weights(args, state, run):
+    """The adapted weights `state`, then their record (which names their SHA-256), each written atomically;
     an interrupt waits until both are written."""
     from jittor_self_blind_vsr.utils.checkpoint import save_state_dict_file
     weights, record_path = weights_paths(args)
     with interrupt.deferred():
         os.makedirs(os.path.dirname(weights), exist_ok=True)
-        save_state_dict_file(net.numpy_state_dict(), weights)
+        save_state_dict_file(state, weights)
         record = dict(tool=PROGRAM, input_model=os.path.abspath(args.input_model),
                       input_model_sha256=args.input_sha256, adapted_model=os.path.abspath(weights),
                       adapted_model_sha256=sha256_of_file(weights), input_path=os.path.abspath(args.input_path),
@@ -243,8 +282,10 @@ def run_adaptation(args, state):
     if sha256_of_file(args.input_model) != args.input_sha256:
         raise AdaptError(f'the input model {args.input_model} changed while adapting (another program wrote it); '
                          f'no adapted weights were saved')
+    adapted = net.numpy_state_dict()
+    check_finite(args, adapted)
     print(f'Adapted for {run["steps"]} steps in {run["wall_seconds"]:.0f} s ({run["cpu_seconds"]:.0f} CPU seconds)')
-    state['weights'] = save_weights(args, net, run)
+    state['weights'] = save_weights(args, adapted, run)
     print(f'adapted weights: {state["weights"]}')
     args.model_path = state['weights']
     return inference.infer(args)
@@ -256,9 +297,12 @@ def main(argv=None):
     state = {}
 
     def kept():
+        resumable = kept_for_resume(args)
         if 'weights' in state:
-            return f'the adapted weights {state["weights"]} are complete; no results were written to {final}'
-        return f'no adapted weights and no results were written; the input model {args.input_model} is unchanged'
+            return (f'the adapted weights {state["weights"]} are complete'
+                    + (f' and {resumable}' if resumable else '') + f'; no results were written to {final}')
+        return ('no adapted weights and no results were written'
+                + (f' ({resumable})' if resumable else '') + f'; the input model {args.input_model} is unchanged')
 
     def work():
         print(f'results: {run_adaptation(args, state)}')

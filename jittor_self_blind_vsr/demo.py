@@ -12,15 +12,19 @@
    commands that do the same for the user's own video are printed.
 
 Output folder layout: data/clip and data/eval (HR, LR_blurdown_x4, kernel: the whole clip
-and its centre window), experiment/ (a training run, when there is one), results/
-(inference), side_by_side/ (the comparison images), demo_scores.json. Those are replaced on
-every run; nothing else in the output folder is touched, and a non-empty folder the demo
-did not write (it leaves a `.sbvsr-demo` marker) is refused.
+and its centre window), experiment/demo (a training run, when there is one),
+results/demo/Gaussian (inference), side_by_side/ (the comparison images), demo_scores.json,
+and the record `.sbvsr-demo` of every file the demo wrote there (DemoOutput). A rerun
+replaces only the files in that record; nothing else in the output folder is touched.
 """
 import argparse
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
-import shutil
+import posixpath
+import stat
 import sys
 import time
 
@@ -29,23 +33,39 @@ import numpy as np
 from tqdm import tqdm
 
 from jittor_self_blind_vsr import sample_clips, weights
+from jittor_self_blind_vsr.infer.results import sha256_of_file
+from jittor_self_blind_vsr.model.specification import config_from_state_dict
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
 from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
+from jittor_self_blind_vsr.utils.checkpoint import check_float_arrays, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
 
 SCALE = 4
 N_SEQUENCE = 5  # frames the model fuses
 MIN_SIZE = 64  # smallest --size (a 16x16 LR frame); smaller clips are untested
+# The camera path is built before it is checked against the photograph, which it leaves far
+# sooner (a pan of 1.7 px per frame); the bound keeps an absurd --frames from exhausting memory.
+MAX_FRAMES = 10000
 CLIP_NAME = 'astronaut'
 TEMPLATE = 'Self_Blind_VSR_CPU'
 EXPERIMENT = 'demo'
-OWN_FOLDERS = ('data', 'experiment', 'results', 'side_by_side')
-MARKER = '.sbvsr-demo'  # marks an output folder as the demo's, so a rerun may empty it
+DATASET_NAME, BLUR_TYPE = 'demo', 'Gaussian'  # inference's results folder: results/demo/Gaussian
+RECORD = '.sbvsr-demo'  # the demo's record of the files it wrote in its output folder
+# Folders the demo and the tools it runs read back whole (list_images, the dataset script,
+# the trainer, inference's own result check): anything in them that the demo did not write
+# would be read as a frame or refused midway, so such a folder must hold only recorded entries.
+TREES = ('data/clip', 'data/eval', f'results/{DATASET_NAME}/{BLUR_TYPE}')
+EXPERIMENT_TREE = f'experiment/{EXPERIMENT}'
+PARENTS = ('data', 'results', f'results/{DATASET_NAME}', 'side_by_side')  # shared with the user's files
+SIDE_BY_SIDE = 'side_by_side'
+SCORES = 'demo_scores.json'
+RECORD_LIMIT = 1 << 24  # bytes; the record of a training run is a few kilobytes
+OLD_MARKER = b'written by sbvsr-demo'  # the marker of versions that kept no record
 CROP_BORDER = 4
 # The photograph is halved first (INTER_AREA) so an HR frame holds photo-like detail
 # per pixel rather than the smooth upsampled look of the full-size image.
@@ -59,6 +79,10 @@ class DemoError(UserError):
     """The demo cannot run as asked; the message is one sentence for the user."""
 
 
+def frame_file(index):
+    return f'{index:08d}.png'
+
+
 def check_step(status, what):
     """Raise for a failed (or interrupted: exit status 128 + signal) step run through another command's main()."""
     if status > 128:
@@ -67,13 +91,19 @@ def check_step(status, what):
         raise DemoError(f'{what} failed (its message is above)')
 
 
+def folder_name(text):
+    if not text:
+        raise argparse.ArgumentTypeError("must name a folder, not ''")
+    return text
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='sbvsr-demo',
         description='Build a clip from a bundled photograph, degrade it, super-resolve it with the model '
                     'shipped in the package (or one trained here on the LR clip alone) and compare with '
                     'bicubic upsampling.')
-    parser.add_argument('--output', default='demo_output', help='output folder (default ./demo_output)')
+    parser.add_argument('--output', type=folder_name, default='demo_output', help='output folder (default ./demo_output)')
     parser.add_argument('--device', choices=DEVICES, default='auto', help='auto uses CUDA only when a GPU answers')
     model = parser.add_mutually_exclusive_group()
     model.add_argument('--model_path', default=None,
@@ -85,7 +115,7 @@ def parse_args(argv=None):
                        help='instead, train from random weights on the LR clip for exactly this many epochs')
     parser.add_argument('--iters_per_epoch', type=positive_int, default=10,
                         help='training batches per epoch, the granularity of --minutes (default 10)')
-    parser.add_argument('--frames', type=int_range(N_SEQUENCE), default=10,
+    parser.add_argument('--frames', type=int_range(N_SEQUENCE, MAX_FRAMES), default=10,
                         help=f'frames in the clip, at least the {N_SEQUENCE} the model fuses (default 10)')
     parser.add_argument('--size', type=int_range(MIN_SIZE, multiple_of=SCALE), default=128,
                         help=f'HR frame size in pixels, a multiple of {SCALE} (default 128)')
@@ -113,7 +143,7 @@ def make_dataset(frames, data_root):
     hr_dir = os.path.join(data_root, 'HR')
     os.makedirs(os.path.join(hr_dir, CLIP_NAME), exist_ok=True)
     for index, frame in enumerate(frames):
-        write_image(os.path.join(hr_dir, CLIP_NAME, f'{index:08d}.png'), frame)
+        write_image(os.path.join(hr_dir, CLIP_NAME, frame_file(index)), frame)
     generate(hr_dir, data_root, kind='Gaussian', scale=SCALE)
     return {'root': data_root, 'hr': os.path.join(hr_dir, CLIP_NAME),
             'lr_root': os.path.join(data_root, f'LR_blurdown_x{SCALE}'),
@@ -173,10 +203,10 @@ def super_resolve(args, paths, model_path, results_root):
     """Restore every frame of the clip (border frames included) with inference's code path."""
     from jittor_self_blind_vsr import inference
     status = inference.main(['--input_path', paths['lr'], '--gt_path', paths['hr'], '--model_path', model_path,
-                             '--result_path', results_root, '--dataset_name', 'demo', '--blur_type', 'Gaussian',
+                             '--result_path', results_root, '--dataset_name', DATASET_NAME, '--blur_type', BLUR_TYPE,
                              '--border', 'True', '--device', args.device, '--infer_flag', 'sbvsr-demo'])
     check_step(status, 'super-resolution')
-    return os.path.join(results_root, 'demo', 'Gaussian')
+    return os.path.join(results_root, DATASET_NAME, BLUR_TYPE)
 
 
 # ---------------------------------------------------------------- 5. comparison
@@ -239,31 +269,236 @@ def own_video_commands(model_path):
 
 # ---------------------------------------------------------------- the whole run
 
-def prepare_output(output):
-    """Empty the demo's own sub-folders of `output`; a non-empty folder the demo did not make is refused."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise DemoError(f'--output {output} exists and is not a folder')
-    marker = os.path.join(output, MARKER)
-    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(marker):
-        raise DemoError(f'--output {output} is not empty and was not written by sbvsr-demo; '
-                        'give a new or empty folder')
-    for name in OWN_FOLDERS:
-        shutil.rmtree(os.path.join(output, name), ignore_errors=True)
-    os.makedirs(output, exist_ok=True)
-    write_bytes_atomic(marker, b'written by sbvsr-demo, which may replace this folder\'s contents\n')
-    return {name: os.path.join(output, name) for name in OWN_FOLDERS}
+def _is_under(relative, folder):
+    return relative == folder or relative.startswith(folder + '/')
 
 
-def run(args):
+def _recordable(relative, folder=False):
+    """Whether `relative` may stand in the record: a normalised relative path the demo writes."""
+    if '\0' in relative or relative.startswith('/') or posixpath.normpath(relative) != relative or \
+            '..' in relative.split('/'):
+        return False
+    in_tree = any(_is_under(relative, tree) for tree in TREES + (EXPERIMENT_TREE,))
+    if folder:
+        return in_tree
+    parts = relative.split('/')
+    return in_tree or relative == SCORES or (parts[0] == SIDE_BY_SIDE and len(parts) == 2)
+
+
+class DemoOutput:
+    """The output folder, of which the demo owns exactly what its record (RECORD) lists.
+
+    The record names every file the demo wrote there, with its SHA-256, and every folder it
+    made in the folders it reads back whole (TREES, and EXPERIMENT_TREE when it trains).
+    `claim` locks the folder and, before anything is removed or written, refuses a path the
+    demo would write that is a link, and a recorded folder holding anything the record does
+    not list or a recorded file that changed since. `clear` then removes exactly the recorded
+    files (an earlier training run's only when this run trains), and `save` records what the
+    run wrote, also after an error or an interrupt. The user's files elsewhere are never touched.
+    """
+
+    def __init__(self, root, train, frames):
+        self.root = root
+        self.trains = train
+        self.trees = TREES + ((EXPERIMENT_TREE,) if train else ())
+        self.parents = PARENTS + (('experiment',) if train else ())
+        self.singles = [SCORES] + [f'{SIDE_BY_SIDE}/{frame_file(i)}' for i in range(frames)]
+        self.files, self.folders = {}, set()
+        self.lock = None
+        self.created = False
+        self.cleared = False
+
+    def path(self, relative):
+        return os.path.join(self.root, *relative.split('/'))
+
+    def folder(self, name):
+        return os.path.join(self.root, name)
+
+    def replaced(self, relative):
+        """Whether this run replaces the recorded `relative`: everything but an earlier training run it does not redo."""
+        return self.trains or not _is_under(relative, EXPERIMENT_TREE)
+
+    def claim(self):
+        """Create (when absent), lock and check the folder; raises DemoError before anything in it is changed."""
+        if os.path.lexists(self.root) and not os.path.isdir(self.root):
+            raise DemoError(f'--output {self.root} exists and is not a folder')
+        self.created = not os.path.lexists(self.root)
+        os.makedirs(self.root, exist_ok=True)
+        descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise DemoError(f'another sbvsr-demo is writing {self.root}; wait until it ends or give another '
+                            f'--output') from None
+        self.lock = descriptor
+        if not os.path.lexists(self.path(RECORD)):
+            if os.listdir(self.root):
+                raise DemoError(f'--output {self.root} is not empty and was not written by sbvsr-demo; '
+                                'give a new or empty folder')
+            return
+        self._read_record()
+        for relative in self.parents + self.trees:  # parents first: the message names the outermost link
+            path = self.path(relative)
+            if os.path.islink(path):
+                raise self._link(path)
+            if os.path.lexists(path) and not os.path.isdir(path):
+                raise DemoError(f'{path} is not a folder, and sbvsr-demo writes a folder there; move it out of '
+                                f'{self.root} or give another --output')
+        for tree in self.trees:
+            self._check_tree(tree)
+        for relative in sorted(set(self.singles) | {f for f in self.files if self.replaced(f)}):
+            self._check_file(relative)
+
+    def _link(self, path):
+        return DemoError(f'{path} is a link, and sbvsr-demo writes nothing through links; remove the link or '
+                         f'give another --output')
+
+    def _not_ours(self, path, why):
+        return DemoError(f'{path} {why}, so sbvsr-demo neither removes nor writes over it; move it out of '
+                         f'{self.root} or give another --output')
+
+    def _read_record(self):
+        path = self.path(RECORD)
+        if os.path.islink(path):
+            raise self._link(path)
+        data, record = b'', None
+        if os.path.isfile(path):
+            with open(path, 'rb') as f:
+                data = f.read(RECORD_LIMIT + 1)
+            with contextlib.suppress(ValueError):  # UnicodeDecodeError included
+                record = json.loads(data.decode('utf-8'))
+        files = record.get('files') if isinstance(record, dict) and record.get('tool') == 'sbvsr-demo' else None
+        folders = record.get('folders') if files is not None else None
+        valid = (len(data) <= RECORD_LIMIT and isinstance(files, dict) and isinstance(folders, list)
+                 and all(_recordable(k) and isinstance(v, str) and len(v) == 64 for k, v in files.items())
+                 and all(isinstance(f, str) and _recordable(f, folder=True) for f in folders))
+        if not valid:
+            if data.startswith(OLD_MARKER):
+                raise DemoError(f'{self.root} was written by an earlier sbvsr-demo, which kept no record of its '
+                                'files and so cannot tell them from yours; give a new or empty --output')
+            raise DemoError(f'{path} is not a record sbvsr-demo wrote (it is damaged or was edited), so nothing '
+                            f'in {self.root} is removed; give a new or empty --output')
+        self.files, self.folders = dict(files), set(folders)
+
+    def _check_tree(self, relative):
+        path = self.path(relative)
+        if not os.path.lexists(path):
+            return
+        if relative not in self.folders:
+            raise self._not_ours(path, 'is not in the record of what sbvsr-demo wrote')
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            child = f'{relative}/{entry.name}'
+            if entry.is_dir(follow_symlinks=False):
+                self._check_tree(child)
+            else:
+                self._check_file(child)
+
+    def _check_file(self, relative):
+        path = self.path(relative)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise self._link(path)
+        if relative not in self.files or not stat.S_ISREG(mode):
+            raise self._not_ours(path, 'is not in the record of what sbvsr-demo wrote')
+        if sha256_of_file(path) != self.files[relative]:
+            raise self._not_ours(path, 'changed since sbvsr-demo wrote it')
+
+    def clear(self):
+        """Remove the recorded files this run replaces, and the recorded folders that leaves empty."""
+        self.cleared = True
+        for relative in sorted(self.files):
+            if self.replaced(relative):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path(relative))
+        for relative in sorted(self.folders, key=lambda r: r.count('/'), reverse=True):
+            if self.replaced(relative):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(self.path(relative))
+        self.save()
+
+    def save(self):
+        """Record the recorded files still present and everything now in this run's files and folders."""
+        with interrupt.deferred():  # a record cut short would disown the files this run wrote
+            files = {k: v for k, v in self.files.items() if os.path.isfile(self.path(k))}
+            folders = {f for f in self.folders if os.path.isdir(self.path(f))}
+            for tree in self.trees:
+                for top, dirs, names in os.walk(self.path(tree)):
+                    relative = posixpath.join(tree, *os.path.relpath(top, self.path(tree)).split(os.sep)) \
+                        if top != self.path(tree) else tree
+                    folders.add(relative)
+                    for name in names:
+                        if os.path.isfile(os.path.join(top, name)) and not os.path.islink(os.path.join(top, name)):
+                            files[f'{relative}/{name}'] = sha256_of_file(os.path.join(top, name))
+            for relative in self.singles:
+                if os.path.isfile(self.path(relative)) and not os.path.islink(self.path(relative)):
+                    files[relative] = sha256_of_file(self.path(relative))
+            self.files, self.folders = files, folders
+            record = dict(tool='sbvsr-demo', note='the files sbvsr-demo wrote here; a rerun replaces only these',
+                          files=dict(sorted(files.items())), folders=sorted(folders))
+            write_bytes_atomic(self.path(RECORD), (json.dumps(record, indent=1) + '\n').encode('utf-8'))
+
+    def release(self):
+        if self.lock is None:
+            return
+        if self.created and not os.listdir(self.root):
+            os.rmdir(self.root)
+        os.close(self.lock)
+        self.lock = None
+
+
+def check_model(path):
+    """Refuse, before the output folder is changed, a model file that inference would refuse only after the
+    data were written: not a file, not readable weights, or not a x4 model of N_SEQUENCE RGB frames."""
+    if not os.path.isfile(weights.resolve(path)):
+        raise DemoError(f'--model_path {path} is not a file')
+    state = load_state_dict_file(path)
+    check_float_arrays(path, state, 'model weights')
+    config = config_from_state_dict(state, path)
+    if (config['scale'], config['n_sequence'], config['n_colors']) != (SCALE, N_SEQUENCE, 3):
+        raise DemoError(f'--model_path {path} is a x{config["scale"]} model of {config["n_sequence"]} frames of '
+                        f'{config["n_colors"]} channels; the demo needs x{SCALE}, {N_SEQUENCE} frames of RGB')
+
+
+def run(args, output):
     start = time.perf_counter()
-    if not args.train and not os.path.isfile(weights.resolve(args.model_path)):
-        raise DemoError(f'--model_path {args.model_path} is not a file')
+    if not args.train:
+        check_model(args.model_path)
+    frames = make_clip(args)
+    # before the output is made: until install() runs again, Ctrl-C meets Jittor's quick exit
     import_jittor(args.device)
     interrupt.install()
-    folders = prepare_output(args.output)
+    try:
+        output.claim()
+        try:
+            output.clear()
+            scores = demonstrate(args, output, frames)
+        finally:
+            if output.cleared:
+                output.save()
+    finally:
+        output.release()
+    print(f'Total time {time.perf_counter() - start:.0f} s')
+    return scores
+
+
+def make_clip(args):
+    """Step 1, before the output folder is touched: a path that leaves the photograph is refused."""
     print(f'[1/5] Clip: {args.frames} frames of {args.size}x{args.size}, camera panning and zooming over '
           f'scikit-image\'s astronaut')
-    frames = sample_clips.build_clip(source_image(), sample_clips.camera_path(args.frames), args.size)
+    try:
+        return sample_clips.build_clip(source_image(), sample_clips.camera_path(args.frames), args.size)
+    except ValueError as error:
+        raise DemoError(f'--frames {args.frames} at --size {args.size} do not fit the photograph ({error}); '
+                        'give fewer frames or a smaller size') from None
+
+
+def demonstrate(args, output, frames):
+    """Steps 2-5 in the claimed and cleared `output`; returns the scores."""
+    folders = {name: output.folder(name) for name in ('data', 'experiment', 'results', SIDE_BY_SIDE)}
     print(f'[2/5] Degradation: Gaussian blur sigma 1.2, x{SCALE} down (dataset script)')
     paths, eval_set = make_datasets(frames, folders['data'])
     if args.train:
@@ -283,15 +518,19 @@ def run(args):
     for command in own_video_commands(model_path if not args.train else os.path.abspath(model_path)):
         print(f'  {command}')
     summary = {name: {'psnr': psnr, 'ssim': ssim} for name, (psnr, ssim) in scores.items()}
-    write_bytes_atomic(os.path.join(args.output, 'demo_scores.json'), json.dumps(summary, indent=1).encode())
-    print(f'Total time {time.perf_counter() - start:.0f} s')
+    write_bytes_atomic(output.path(SCORES), json.dumps(summary, indent=1).encode())
     return scores
 
 
 def main(argv=None):
     args = parse_args(argv)
-    return run_command('sbvsr-demo', lambda: run(args), write_target=args.output,
-                       kept=lambda: f'{args.output} keeps the steps that finished (a rerun replaces them)')
+    output = DemoOutput(args.output, args.train, args.frames)
+
+    def kept():
+        if output.cleared:
+            return f'{args.output} keeps the steps that finished (a rerun replaces them)'
+        return f'nothing in {args.output} was removed or written'
+    return run_command('sbvsr-demo', lambda: run(args, output), write_target=args.output, kept=kept)
 
 
 if __name__ == '__main__':

@@ -202,10 +202,30 @@ def test_bad_inputs_exit_with_one_sentence(data, tmp_path, capsys):
     line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '1')))
     assert 'adapted.json exists and was not written by sbvsr-adapt' in line
     assert sorted(p.name for p in foreign.iterdir()) == ['adapted.json']
+    # a link to a genuine record elsewhere would be replaced by the new record
+    elsewhere = tmp_path / 'elsewhere.json'
+    elsewhere.write_text(json.dumps({'tool': 'sbvsr-adapt', 'adapted_model_sha256': '0' * 64}))
+    (foreign / 'adapted.json').unlink()
+    (foreign / 'adapted.json').symlink_to(elsewhere)
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '1')))
+    assert line == (f'sbvsr-adapt: {foreign / "adapted.json"} is a link, and sbvsr-adapt writes nothing over links; '
+                    'remove it or give another --result_path, --dataset_name or --blur_type')
+    assert (foreign / 'adapted.json').is_symlink() and sorted(p.name for p in foreign.iterdir()) == ['adapted.json']
     with pytest.raises(SystemExit) as exit_info:
         adapt.main(argv(data, out, '--steps', '0'))
     assert exit_info.value.code == 2
     assert "argument --steps: must be an integer >= 1, not '0'" in capsys.readouterr().err
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('mine')
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, a_file, '--steps', '1')))
+    assert line == (f'sbvsr-adapt: {a_file} is not a folder, so the adapted weights cannot be written into it; '
+                    'give another --result_path')
+    assert a_file.read_text() == 'mine'
+    with pytest.raises(SystemExit) as exit_info:
+        adapt.main(argv(data, '', '--steps', '1'))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "sbvsr-adapt: error: argument --result_path: must name a folder, not ''"
 
 
 def test_the_input_model_is_never_the_output(data, tmp_path, capsys):
@@ -248,3 +268,54 @@ def test_ctrl_c_while_adapting_leaves_no_file(data, tmp_path, monkeypatch):
     assert not out.exists()
     assert list(scratch.iterdir()) == []
     assert snapshot(data) == inputs
+
+
+STOP_WHILE_RESTORING = '''
+from jittor_self_blind_vsr import adapt
+from jittor_self_blind_vsr.infer.results import InferenceRun
+add_frame = InferenceRun.add_frame
+added = []
+
+def add_frame_then_wait(self, clip, frame):
+    add_frame(self, clip, frame)  # the frame is staged and in the manifest of the resumable folder
+    added.append(frame.name)
+    if len(added) == 2:
+        ready()
+        time.sleep(60)
+
+InferenceRun.add_frame = add_frame_then_wait
+sys.exit(adapt.main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_while_restoring_with_resume_names_the_kept_frames(data, tmp_path):
+    out = tmp_path / 'out'
+    code, err = signal_when_ready(STOP_WHILE_RESTORING, argv(data, out, '--steps', '1', '--resume'), signal.SIGINT,
+                                  group=True)
+    assert code == 130, err[-3000:]
+    weights, resumable, final = out / 'clip' / 'adapted.pkl', out / 'clip' / '.adapted.resumable', out / 'clip' / 'adapted'
+    assert err.strip().splitlines()[-1] == (f'sbvsr-adapt: interrupted (SIGINT): the adapted weights {weights} are '
+                                            f'complete and 2 finished frames are kept in {resumable} for --resume; '
+                                            f'no results were written to {final}')
+    assert len(list_images(resumable / 'clip')) == 2 and not final.exists()
+    assert 'Traceback' not in err
+
+
+def test_a_diverging_learning_rate_saves_no_weights(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    before = sha256(data / 'small.pkl')
+    line = one_sentence(capsys, lambda: adapt.main(argv(data, out, '--steps', '3', '--lr', '1e10')))
+    assert line.startswith('sbvsr-adapt: training diverged (')
+    assert line.endswith(f'with --lr 1e+10; try a smaller --lr), so no adapted weights were saved and the input '
+                         f'model {data / "small.pkl"} is unchanged')
+    assert not out.exists()
+    assert sha256(data / 'small.pkl') == before
+
+
+def test_weights_the_last_step_made_nan_are_refused(data):
+    args = adapt.parse_args(argv(data, 'out', '--lr', '1e10'))
+    state = {'in_conv.0.weight': np.array([1.0, np.nan], np.float32)}
+    with pytest.raises(adapt.AdaptError, match=r'^training diverged \(the last step left NaN or infinite values in '
+                                               r'in_conv\.0\.weight with --lr 1e\+10; try a smaller --lr\)'):
+        adapt.check_finite(args, state)
+    adapt.check_finite(args, {'in_conv.0.weight': np.ones(2, np.float32)})

@@ -2,8 +2,14 @@
 test sets share no photograph, bicubic is aligned with the decimation grid, the shipped model
 loads and scores as recorded, and a tiny run writes the comparison images and prints scores
 that match the files it wrote."""
+import contextlib
+import fcntl
+import hashlib
+import io
 import json
+import os
 import re
+import shutil
 import signal
 
 import cv2
@@ -15,7 +21,7 @@ from skimage.registration import phase_cross_correlation
 from interrupting import signal_when_ready
 from jittor_self_blind_vsr import demo, sample_clips, weights
 from jittor_self_blind_vsr.model.specification import config_from_state_dict
-from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file
+from jittor_self_blind_vsr.utils.checkpoint import CheckpointError, load_state_dict_file, save_state_dict_file
 from jittor_self_blind_vsr.utils.degradation import TEST_SIGMA, blur_down_uint8, gaussian_kernel
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image
 from jittor_self_blind_vsr.utils.metrics import calc_psnr, calc_ssim
@@ -192,12 +198,49 @@ def test_bad_options_are_one_sentence(tmp_path, capsys):
     assert [p.name for p in foreign.iterdir()] == ['data']
 
 
-@pytest.mark.slow
-def test_tiny_run_writes_images_and_prints_matching_scores(tmp_path, capsys):
+TINY = ['--frames', '5', '--size', '64', '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def shipped_demo(tmp_path_factory):
+    """(output folder, what it printed) of one default demo on the tiny clip; tests change only copies."""
+    out = tmp_path_factory.mktemp('shipped') / 'demo'
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert demo.main(['--output', str(out), *TINY]) == 0
+    return out, capture.getvalue()
+
+
+def copy_of(shipped_demo, tmp_path):
     out = tmp_path / 'demo'
+    shutil.copytree(shipped_demo[0], out, symlinks=True)
+    return out
+
+
+def sha256_tree(root):
+    """{path relative to root: sha256 of a file, 'link -> target' or 'folder'} of everything under root."""
+    found = {}
+    for path in sorted(root.rglob('*')):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            found[key] = f'link -> {os.readlink(path)}'
+        elif path.is_dir():
+            found[key] = 'folder'
+        else:
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_images_and_prints_matching_scores(shipped_demo, tmp_path, capsys):
+    out = copy_of(shipped_demo, tmp_path)  # a rerun that trains: experiment/ holds a file of the user's
+    (out / 'experiment').mkdir()
+    (out / 'experiment' / 'other.txt').write_text('mine')
     assert demo.main(['--output', str(out), '--epochs', '1', '--iters_per_epoch', '1',
                       '--frames', '5', '--size', '64', '--device', 'cpu']) == 0
     printed = capsys.readouterr().out
+    assert (out / 'experiment' / 'other.txt').read_text() == 'mine'
+    assert (out / 'experiment' / 'demo' / 'model' / 'model_latest.pkl').is_file()
     scores = {name: (float(psnr), float(ssim)) for name, psnr, ssim in
               re.findall(r'^(bicubic|ours)\s+PSNR\s+([\d.]+) dB\s+SSIM\s+([\d.]+)$', printed, re.M)}
     assert set(scores) == {'bicubic', 'ours'}
@@ -233,15 +276,146 @@ TINY_BICUBIC_PSNR = 21.4901
 
 
 @pytest.mark.slow
-def test_the_default_demo_uses_the_shipped_model(tmp_path, capsys):
-    out = tmp_path / 'demo'
-    assert demo.main(['--output', str(out), '--frames', '5', '--size', '64', '--device', 'cpu']) == 0
-    printed = capsys.readouterr().out
+def test_the_default_demo_uses_the_shipped_model(shipped_demo):
+    out, printed = shipped_demo
     assert not (out / 'experiment').exists()  # nothing trained
     scores = json.loads((out / 'demo_scores.json').read_text())
     assert scores['ours']['psnr'] == pytest.approx(EMBEDDED_TINY_PSNR, abs=EMBEDDED_TINY_TOLERANCE)
     assert scores['bicubic']['psnr'] == pytest.approx(TINY_BICUBIC_PSNR, abs=1e-4)
     assert 'sbvsr-infer --input_path my_video.mp4 --model_path embedded --border True' in printed
+
+
+# Issue 27's reproduction: files of the user's beside and among the demo's, which a rerun deleted.
+USERS_FILES = ('results/mine.txt', 'results/other/mine.txt', 'experiment/other.txt', 'data/mine.txt',
+               'side_by_side/mine.txt', 'results/demo/notes.txt', 'mine.txt')
+
+
+def add_users_files(out):
+    for name in USERS_FILES:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(f'the user\'s {name}\n')
+    return {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in USERS_FILES}
+
+
+@pytest.mark.slow
+def test_a_rerun_keeps_the_users_files(shipped_demo, tmp_path, capfd):
+    out = copy_of(shipped_demo, tmp_path)
+    before = add_users_files(out)
+    frames = sha256_tree(out / 'results' / 'demo' / 'Gaussian' / 'astronaut')
+    capfd.readouterr()
+    assert demo.main(['--output', str(out), *TINY]) == 0
+    assert 'Traceback' not in capfd.readouterr().err
+    assert {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in USERS_FILES} == before
+    assert sorted(p.name for p in (out / 'experiment').iterdir()) == ['other.txt']  # nothing trained, nothing removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['demo']  # nothing written beside the output
+    assert sha256_tree(out / 'results' / 'demo' / 'Gaussian' / 'astronaut') == frames  # restored again, alike
+
+
+def refused(out, argv, capfd):
+    """The one-line message of a demo that must refuse and leave everything as it was."""
+    before = sha256_tree(out.parent)
+    capfd.readouterr()
+    assert demo.main(['--output', str(out), *argv]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('sbvsr-demo: '), err
+    assert sha256_tree(out.parent) == before
+    return err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('folder', ['results', 'data'])
+def test_a_linked_results_or_data_folder_is_refused_before_anything_changes(shipped_demo, tmp_path, capfd, folder):
+    out = copy_of(shipped_demo, tmp_path)
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'mine.txt').write_text('mine')
+    (out / folder).rename(outside / folder)
+    (out / folder).symlink_to(outside / folder)
+    line = refused(out, TINY, capfd)
+    assert line == (f'sbvsr-demo: {out / folder} is a link, and sbvsr-demo writes nothing through links; '
+                    'remove the link or give another --output')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('change, named, why', [
+    ('data/clip/HR/astronaut/00000009.png', None, 'is not in the record of what sbvsr-demo wrote'),
+    ('data/clip/HR/other/00000000.png', 'data/clip/HR/other', 'is not in the record of what sbvsr-demo wrote'),
+    ('results/demo/Gaussian/astronaut/notes.txt', None, 'is not in the record of what sbvsr-demo wrote'),
+    ('side_by_side/00000004.png', None, 'changed since sbvsr-demo wrote it'),
+    ('demo_scores.json', None, 'changed since sbvsr-demo wrote it'),
+])
+def test_a_file_the_demo_did_not_write_where_it_writes_is_refused(shipped_demo, tmp_path, capfd, change, named, why):
+    out = copy_of(shipped_demo, tmp_path)
+    (out / change).parent.mkdir(parents=True, exist_ok=True)
+    (out / change).write_text('the user\'s')
+    line = refused(out, TINY, capfd)
+    assert line.startswith(f'sbvsr-demo: {out / (named or change)} {why}, so sbvsr-demo neither removes nor '
+                           'writes over it')
+
+
+@pytest.mark.slow
+def test_a_link_among_the_demos_files_is_refused(shipped_demo, tmp_path, capfd):
+    out = copy_of(shipped_demo, tmp_path)
+    frame = out / 'results' / 'demo' / 'Gaussian' / 'astronaut' / '00000000.png'
+    target = tmp_path / 'mine.png'
+    target.write_bytes(frame.read_bytes())
+    frame.unlink()
+    frame.symlink_to(target)
+    assert refused(out, TINY, capfd).startswith(f'sbvsr-demo: {frame} is a link')
+
+
+@pytest.mark.slow
+def test_a_damaged_record_removes_nothing(shipped_demo, tmp_path, capfd):
+    out = copy_of(shipped_demo, tmp_path)
+    mine = tmp_path / 'mine.txt'
+    mine.write_text('mine')
+    record = json.loads((out / demo.RECORD).read_text())
+    record['files']['../mine.txt'] = hashlib.sha256(b'mine').hexdigest()
+    (out / demo.RECORD).write_text(json.dumps(record))
+    assert 'is not a record sbvsr-demo wrote' in refused(out, TINY, capfd)
+    (out / demo.RECORD).write_bytes(b'written by sbvsr-demo, which may replace this folder\'s contents\n')
+    assert 'was written by an earlier sbvsr-demo, which kept no record' in refused(out, TINY, capfd)
+
+
+def test_an_output_in_use_is_refused(tmp_path, capfd):
+    out = tmp_path / 'demo'
+    out.mkdir()
+    holder = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        line = refused(out, TINY, capfd)
+    finally:
+        os.close(holder)
+    assert line == f'sbvsr-demo: another sbvsr-demo is writing {out}; wait until it ends or give another --output'
+
+
+@pytest.mark.slow
+def test_a_damaged_model_is_refused_before_the_output_changes(shipped_demo, tmp_path, capfd):
+    out = copy_of(shipped_demo, tmp_path)
+    model = tmp_path / 'model.pkl'
+    model.write_bytes(b'not a model')
+    line = refused(out, [*TINY, '--model_path', str(model)], capfd)
+    assert line.startswith(f'sbvsr-demo: {model} ')
+    state = load_state_dict_file(weights.EMBEDDED)
+    state['in_conv.0.weight'][0, 0, 0, 0] = np.nan
+    save_state_dict_file(state, model)
+    line = refused(out, [*TINY, '--model_path', str(model)], capfd)
+    assert line == f'sbvsr-demo: {model} holds NaN or infinite values in in_conv.0.weight: model weights must be finite numbers'
+
+
+def test_a_clip_that_leaves_the_photograph_is_refused_before_the_output_is_made(tmp_path, capfd):
+    out = tmp_path / 'demo'
+    line = refused(out, ['--frames', '1000', '--size', '64', '--device', 'cpu'], capfd)
+    assert line.startswith("sbvsr-demo: --frames 1000 at --size 64 do not fit the photograph (a 64x64 camera")
+    assert not out.exists()
+
+
+def test_an_empty_output_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(['--output', ''])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "sbvsr-demo: error: argument --output: must name a folder, not ''"
 
 
 WAIT_INSTEAD_OF_TRAINING = '''
