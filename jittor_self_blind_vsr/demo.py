@@ -160,6 +160,11 @@ def make_datasets(frames, data_root):
 
 # ---------------------------------------------------------------- 3. training
 
+# The embedded model's recipe (docs/demo.md): DIS flow, and the kernel prior for every batch (a
+# model this small trained from scratch otherwise collapses its kernel to one pixel).
+KERNEL_PRIOR_THROUGHOUT = 2 ** 62
+
+
 def train_argv(args, clip, eval_set, experiment_dir):
     """sbvsr-train options: the CPU template on the LR clip alone, scored on the centre window."""
     from jittor_self_blind_vsr.option import parse_args as train_options
@@ -170,7 +175,7 @@ def train_argv(args, clip, eval_set, experiment_dir):
             '--n_frames_per_video', str(args.frames), '--patch_size', str(patch),
             '--test_every', str(args.iters_per_epoch), '--print_every', '10',
             '--lr', str(args.lr), '--experiment_dir', experiment_dir, '--save', EXPERIMENT,
-            '--random_flow_init']
+            '--flow', 'dis', '--kernel_prior_batches', str(KERNEL_PRIOR_THROUGHOUT)]
 
 
 def run_training(argv):
@@ -507,8 +512,11 @@ def demonstrate(args, output, frames):
         model_path = os.path.join(folders['experiment'], EXPERIMENT, 'model', 'model_latest.pkl')
     else:
         model_path = args.model_path
-        print(f'[3/5] Model: {"the embedded model shipped in the package" if model_path == weights.EMBEDDED else model_path} '
-              '(trained without ground truth, on other photographs)' if model_path == weights.EMBEDDED else '')
+        if model_path == weights.EMBEDDED:
+            print('[3/5] Model: the embedded model shipped in the package (trained without ground truth, on other '
+                  'photographs and a video)')
+        else:
+            print(f'[3/5] Model: {model_path}')
     print('[4/5] Super-resolution (inference)')
     sr_dir = os.path.join(super_resolve(args, paths, model_path, folders['results']), CLIP_NAME)
     print('[5/5] Comparison with bicubic upsampling (aligned with the decimation grid)')
