@@ -37,17 +37,17 @@ class OutputLock:
         self.fd = None
 
     def __enter__(self):
-        with interrupt.deferred():  # a signal here would leave the file without its owner knowing it
-            try:
-                os.makedirs(self.parent, exist_ok=True)
-                self._acquire()
-            except OSError as error:
-                self._remove_created()
-                raise InferenceError(f'cannot create the results folder {self.parent}: '
-                                     f'{error.strerror or error}') from None
-            except BaseException:
-                self._remove_created()
-                raise
+        try:
+            with interrupt.deferred():  # a signal is raised once the lock is held, then released below
+                try:
+                    os.makedirs(self.parent, exist_ok=True)
+                    self._acquire()
+                except OSError as error:
+                    raise InferenceError(f'cannot create the results folder {self.parent}: '
+                                         f'{error.strerror or error}') from None
+        except BaseException:
+            self.__exit__()  # `with` calls __exit__ only after __enter__ returned
+            raise
         return self
 
     def __exit__(self, *exc):
