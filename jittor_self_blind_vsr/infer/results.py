@@ -12,6 +12,7 @@ not one of its own, a frame whose PNG file or input frames changed).
 """
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -76,8 +77,7 @@ def kept_for_resume(args):
         return None
     folder = resumable_folder(args)
     try:
-        with open(os.path.join(folder, MANIFEST), 'rb') as f:
-            count = sum(1 for line in f if line.endswith(b'\n'))
+        count = sum(1 for _ in read_manifest(os.path.join(folder, MANIFEST), args.gt_path is not None))
     except OSError:
         return None
     return f'{count} finished frames are kept in {folder} for --resume' if count else None
@@ -270,8 +270,13 @@ def read_manifest(path, scored):
 
 
 def _no_follow(path, flags):
-    """open()'s opener that refuses a link: nothing is read or written through one in a staging folder."""
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+    """open()'s opener that refuses a link and anything but a regular file: nothing is read or written
+    through a link in a staging folder, and a FIFO there does not block the run."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, 'not a regular file', path)
+    return fd
 
 
 def _complete_lines(path):
@@ -288,7 +293,7 @@ def _stray(entry, is_own, resuming, inside=''):
     if entry.is_dir(follow_symlinks=False):
         return path if inside else None
     if not entry.is_file(follow_symlinks=False):
-        return f'{path}, which is not a regular file'
+        return f'the special file {path}'
     if is_own(entry) or (resuming and DEBRIS.match(entry.name)):
         return None
     return path
