@@ -141,6 +141,21 @@ def check_args(args):
                              f'{NAME_MAX - NAME_ADDED} bytes')
 
 
+def check_names(args, clips):
+    """Refuse an input clip or frame name too long for the files written after it: a frame's PNG is
+    written as '.<frame>.png.XXXXXXXX.tmp' first, a clip's video as '.<clip>.sound.partial.<ext>'."""
+    for clip in clips:
+        if args.save_video and len(os.fsencode(f'.{clip.name}.sound.partial.{args.video_format}')) > NAME_MAX:
+            raise InferenceError(f'the video name {clip.name} is too long for the temporary files of its '
+                                 f'--save_video output ({NAME_MAX} bytes at most with 19 added): rename it')
+        if args.save_image:
+            for name in map(clip.lr.frame_name, range(clip.lr.count)):
+                if len(os.fsencode(f'.{name}.png.XXXXXXXX.tmp')) > NAME_MAX:
+                    raise InferenceError(f'the frame name {name} of video {clip.name} is too long for the temporary '
+                                         f'file of its PNG output ({NAME_MAX} bytes at most with 18 added): '
+                                         f'rename the frames')
+
+
 def tile_sizes(args, sizes, config):
     """{LR frame size: tile (0: whole frames)} of --tile, or chosen for --max_memory."""
     if args.max_memory is None:
@@ -179,6 +194,7 @@ def infer(args):
 def _infer(args):
     check_destination(args)
     clips = collect_clips(args)
+    check_names(args, clips)
     jt = start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)

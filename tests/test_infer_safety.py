@@ -447,3 +447,17 @@ def test_an_earlier_result_that_cannot_be_removed_is_named(data, tmp_path, capsy
     assert err == [f'sbvsr-infer: warning: the earlier result it replaced could not be removed entirely (Permission '
                    f'denied: {out / "d" / old / "previous" / "clip"}); what is left of it is in {out / "d" / old}']
     real_rmtree(out / 'd' / old)
+
+
+def test_a_frame_name_too_long_for_its_temporary_file_is_named(data, tmp_path, capsys):
+    name = 'f' * 240
+    (tmp_path / 'LR' / 'clip').mkdir(parents=True)
+    for i in range(5):
+        shutil.copy(data / 'LR' / 'clip' / f'{i:08d}.png', tmp_path / 'LR' / 'clip' / f'{name}{i}.png')
+    out = tmp_path / 'out'
+    code, line = exit_status(inference.main, ['--model_path', 'embedded', '--device', 'cpu', '--input_path',
+                                              str(tmp_path / 'LR'), '--result_path', str(out)], capsys)
+    assert code == 1
+    assert line == (f'sbvsr-infer: the frame name {name}2 of video clip is too long for the temporary file of its PNG '
+                    f'output (255 bytes at most with 18 added): rename the frames')
+    assert not out.exists()
