@@ -243,7 +243,7 @@ def collect_clips(args):
         if min(height, width) == 0:
             raise InferenceError(f'frames of video {clip.name} are smaller than --size_must_mode')
         if not window_count(clip.lr.count, args.n_seq, args.border):
-            extra = '' if args.border else ' (or --border)'
+            extra = '' if args.border or not window_count(clip.lr.count, args.n_seq, True) else ' (or --border)'
             raise InferenceError(f'video {clip.name} has {clip.lr.count} frames, too few for a {args.n_seq}-frame '
                                  f'window{extra}')
         if clip.gt is not None and min(height, width) * args.scale - 2 * CROP_BORDER < SSIM_WINDOW:
