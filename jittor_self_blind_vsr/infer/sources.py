@@ -123,6 +123,8 @@ def find_clips(path, role):
         raise InferenceError(f'the {role} path {path} does not exist')
     if os.path.isfile(path):
         return {os.path.splitext(os.path.basename(path))[0]: probe_video(path)}, False
+    if not os.path.isdir(path):
+        raise InferenceError(f'the {role} path {path} is neither a folder nor a file (a FIFO or device?)')
     if list_images(path):
         return {os.path.basename(os.path.abspath(path)): probe_image_folder(path)}, False
     folders = list_subfolders(path)
