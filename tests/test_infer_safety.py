@@ -323,12 +323,18 @@ ENTRY = dict(clip='c', frame='a', sha256='0' * 64, inputs='1' * 64, wall=1.0, re
     dict(ENTRY, record=dict(RECORD, frame='b')), dict(ENTRY, record=dict(RECORD, extra=1)),
     dict(ENTRY, extra=1), dict(ENTRY, sha256=7), dict(ENTRY, sha256='A' * 64), dict(ENTRY, inputs=None),
     dict(ENTRY, wall='1'), dict(ENTRY, clip=3), dict(ENTRY, record=[]), [1, 2], None,
+    dict(ENTRY, record=dict(RECORD, pre_time=10 ** 400)),
 ], ids=['string psnr', 'bool ssim', 'ssim > 1', 'negative time', 'NaN psnr', 'infinite time', 'other frame',
         'extra record key', 'extra key', 'sha256 number', 'sha256 upper case', 'no inputs', 'string wall',
-        'clip number', 'record list', 'list', 'null'])
+        'clip number', 'record list', 'list', 'null', 'integer of 401 digits'])
 def test_a_record_not_written_by_the_tool_is_not_valid(entry):
     assert results.valid_entry(ENTRY, True)
     assert not results.valid_entry(entry, True)
+
+
+def test_a_line_nested_too_deep_for_the_parser_ends_the_manifest(tmp_path):
+    (tmp_path / 'm').write_text(json.dumps(ENTRY) + '\n' + '[' * 100000 + ']' * 100000 + '\n' + json.dumps(ENTRY) + '\n')
+    assert [entry for _, entry in results.read_manifest(tmp_path / 'm', True)] == [ENTRY]
 
 
 def test_an_infinite_psnr_is_stored_as_null_and_read_back(tmp_path):

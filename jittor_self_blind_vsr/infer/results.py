@@ -226,8 +226,8 @@ class Averages:
 
 
 def _seconds(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and 0 <= value <= MAX_SECONDS)
+    # compared without float(): an integer of 400 digits would overflow it
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SECONDS
 
 
 def _digest(value):
@@ -260,7 +260,7 @@ def read_manifest(path, scored):
         for raw in f:
             try:
                 entry = json.loads(raw) if raw.endswith(b'\n') else None
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a line of 100,000 nested brackets
                 entry = None
             if not valid_entry(entry, scored):
                 return
