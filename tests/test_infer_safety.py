@@ -464,6 +464,6 @@ def test_a_frame_name_too_long_for_its_temporary_file_is_named(data, tmp_path, c
     code, line = exit_status(inference.main, ['--model_path', 'embedded', '--device', 'cpu', '--input_path',
                                               str(tmp_path / 'LR'), '--result_path', str(out)], capsys)
     assert code == 1
-    assert line == (f'sbvsr-infer: the frame name {name}2 of video clip is too long for the temporary file of its PNG '
+    assert line == (f'sbvsr-infer: the frame name {name}0 of video clip is too long for the temporary file of its PNG '
                     f'output (255 bytes at most with 18 added): rename the frames')
     assert not out.exists()
