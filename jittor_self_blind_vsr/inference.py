@@ -14,6 +14,7 @@ import time
 
 from jittor_self_blind_vsr import weights
 from jittor_self_blind_vsr.infer import InferenceError, tiling
+from jittor_self_blind_vsr.infer.lock import OutputLock
 from jittor_self_blind_vsr.infer.progress import Progress
 from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, check_destination, kept_for_resume,
                                                  results_folder)
@@ -28,6 +29,9 @@ PROGRAM = 'sbvsr-infer'
 # The original's --quick_test presets: (blur type, test set).
 PRESETS = ('Gaussian_REDS4', 'Gaussian_Vid4', 'Gaussian_SPMCS', 'Realistic_REDS4')
 TILE_OVERLAP = 16
+NAME_MAX = 255  # bytes of a file name on Linux's file systems
+# What the staging folder's name '.<blur_type>.partial-XXXXXXXX' adds to --blur_type.
+NAME_ADDED = len('..partial-') + 8
 
 
 def published_model(blur_type):
@@ -112,6 +116,12 @@ def parse_args(argv=None, parser=None):
         parser.error('give --tile or --max_memory, not both')
     if args.tile and 2 * args.tile_overlap >= args.tile:
         parser.error(f'--tile_overlap {args.tile_overlap} must be smaller than half of --tile {args.tile}')
+    if args.tile and args.tile < tiling.MIN_TILE:
+        parser.error(f'--tile {args.tile} is too small: tiles of fewer than {tiling.MIN_TILE} LR pixels see too '
+                     f'little of the frame for a sane output (give 0 for whole frames)')
+    if (args.tile or args.max_memory is not None) and args.tile_overlap < tiling.MIN_OVERLAP:
+        parser.error(f'--tile_overlap {args.tile_overlap} is too small: tiles that share fewer than '
+                     f'{tiling.MIN_OVERLAP} LR pixels leave seams at their edges')
     if args.resume and not args.save_image:
         parser.error('--resume keeps the finished frames as PNG files: it needs --save_image')
     if args.dataset_name is None:
@@ -127,6 +137,29 @@ def check_args(args):
     for name in (args.dataset_name, args.blur_type):
         if not name or name in ('.', '..') or os.sep in name:
             raise InferenceError(f'--dataset_name and --blur_type must be plain folder names, not {name!r}')
+    length = len(os.fsencode(args.dataset_name))
+    if length > NAME_MAX:
+        raise InferenceError(f'--dataset_name is {length} bytes long, but a folder name may have at most {NAME_MAX}')
+    length = len(os.fsencode(args.blur_type))
+    if length + NAME_ADDED > NAME_MAX:
+        raise InferenceError(f'--blur_type is {length} bytes long, too long for the name of its staging folder '
+                             f'.<blur_type>.partial-XXXXXXXX ({NAME_MAX} bytes at most): give at most '
+                             f'{NAME_MAX - NAME_ADDED} bytes')
+
+
+def check_names(args, clips):
+    """Refuse an input clip or frame name too long for the files written after it: a frame's PNG is
+    written as '.<frame>.png.XXXXXXXX.tmp' first, a clip's video as '.<clip>.sound.partial.<ext>'."""
+    for clip in clips:
+        if args.save_video and len(os.fsencode(f'.{clip.name}.sound.partial.{args.video_format}')) > NAME_MAX:
+            raise InferenceError(f'the video name {clip.name} is too long for the temporary files of its '
+                                 f'--save_video output ({NAME_MAX} bytes at most with 19 added): rename it')
+        if args.save_image:
+            for name in map(clip.lr.frame_name, range(clip.lr.count)):
+                if len(os.fsencode(f'.{name}.png.XXXXXXXX.tmp')) > NAME_MAX:
+                    raise InferenceError(f'the frame name {name} of video {clip.name} is too long for the temporary '
+                                         f'file of its PNG output ({NAME_MAX} bytes at most with 18 added): '
+                                         f'rename the frames')
 
 
 def tile_sizes(args, sizes, config):
@@ -160,8 +193,14 @@ def start_jittor(device, precision='exact'):
 def infer(args):
     """Restore, score and save every clip; returns the results folder."""
     check_args(args)
+    with OutputLock(args):
+        return _infer(args)
+
+
+def _infer(args):
     check_destination(args)
     clips = collect_clips(args)
+    check_names(args, clips)
     jt = start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)

@@ -11,7 +11,7 @@ import jittor as jt
 import numpy as np
 
 from jittor_self_blind_vsr.infer import InferenceError
-from jittor_self_blind_vsr.infer.sources import model_input, window_at, window_count
+from jittor_self_blind_vsr.infer.sources import frame_digest, model_input, window_at, window_count, window_fingerprint
 from jittor_self_blind_vsr.infer.tiling import ramp, tile_shape, tile_starts
 from jittor_self_blind_vsr.model import load_checked
 from jittor_self_blind_vsr.model.pwc_recons import FrameFeatures, PWC_Recons
@@ -191,6 +191,7 @@ class RestoredFrame:
     gt: Optional[np.ndarray]  # uint8 HxWx3, when the clip has ground truth
     pre_time: float  # reading, cropping and normalising the frames this window adds
     forward_time: float  # the network, synchronised
+    inputs: Optional[str] = None  # sources.window_fingerprint of the frames it was restored from
 
 
 def restore_clip(restorer, clip, n_seq, border, size, scale, skip=0):
@@ -202,7 +203,7 @@ def restore_clip(restorer, clip, n_seq, border, size, scale, skip=0):
     h, w = size
     lr = clip.lr.reader()
     gt = clip.gt.reader() if clip.gt is not None else None
-    frames = {}
+    frames, digests = {}, {}
     try:
         for k in range(count):
             window = window_at(k, clip.lr.count, n_seq, border)
@@ -212,8 +213,14 @@ def restore_clip(restorer, clip, n_seq, border, size, scale, skip=0):
                 continue
             start = time.perf_counter()
             for new in sorted(set(window) - frames.keys()):
-                frames[new] = model_input(lr.read(new), size)
-            target = None if gt is None else np.ascontiguousarray(gt.read(index)[:h * scale, :w * scale])
+                image = lr.read(new)
+                digests[new] = frame_digest(image)
+                frames[new] = model_input(image, size)
+            target, target_digest = None, None
+            if gt is not None:
+                image = gt.read(index)
+                target, target_digest = np.ascontiguousarray(image[:h * scale, :w * scale]), frame_digest(image)
+            inputs = window_fingerprint([digests[i] for i in window], target_digest)
             pre = time.perf_counter()
             recons = restorer.restore(window, frames)
             forward = time.perf_counter()
@@ -223,7 +230,8 @@ def restore_clip(restorer, clip, n_seq, border, size, scale, skip=0):
             restorer.forget_all_but(keep)
             for stale in [i for i in frames if i not in keep]:
                 del frames[stale]
-            yield RestoredFrame(clip.lr.frame_name(index), recons, target, pre - start, forward - pre)
+                del digests[stale]
+            yield RestoredFrame(clip.lr.frame_name(index), recons, target, pre - start, forward - pre, inputs)
     finally:
         lr.close()
         if gt is not None:

@@ -6,10 +6,13 @@ swapped in for an earlier result only when the run is complete; anything at that
 that is not an earlier result of sbvsr-infer is refused before any work starts. Each
 finished frame is a line of the staging folder's manifest, not an object in memory: the
 summaries are read back from it at the end, and with --resume the staging folder has a
-fixed name, outlives an interrupted run, and the frames its manifest vouches for are kept.
+fixed name, outlives an interrupted run, and the frames its manifest vouches for are kept: nothing
+in it is trusted that this tool does not check (a link, a file it does not write, a record that is
+not one of its own, a frame whose PNG file or input frames changed).
 """
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -17,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,11 +49,17 @@ NOT_IN_IDENTITY = ('infer_flag', 'quick_test', 'resume', 'model_path', 'result_p
 # The temporary files utils/atomic.py and the video writer leave when a process is killed outright.
 DEBRIS = re.compile(r'^\..+\.[0-9a-f]{8}\.tmp$|^\..+\.partial\.\w+$')
 LOG_FIRST_LINE = 'Inference - '
+SHA256 = re.compile(r'[0-9a-f]{64}')
+ENTRY_KEYS = {'clip', 'frame', 'sha256', 'inputs', 'wall', 'record'}
+# A bound on any one time in the manifest, far beyond a real frame's, that keeps sums of them finite.
+MAX_SECONDS = 1e9
 VIDEO_CODECS = {'mp4': 'mp4v', 'avi': 'MJPG'}
 # Seconds per frame as the original's log names them: pre + forward + post = total.
 TIME_KEYS = ('pre_time', 'forward_time', 'post_time', 'total_time')
 # The parts of post_time: scoring against GT, writing the frame (PNG, video).
 POST_PARTS = ('eval_time', 'write_time')
+RECORD_KEYS = {'frame', *TIME_KEYS, *POST_PARTS}
+SCORED_KEYS = RECORD_KEYS | {'psnr', 'ssim'}
 
 
 def results_folder(args):
@@ -67,8 +77,7 @@ def kept_for_resume(args):
         return None
     folder = resumable_folder(args)
     try:
-        with open(os.path.join(folder, MANIFEST), 'rb') as f:
-            count = sum(1 for line in f if line.endswith(b'\n'))
+        count = sum(1 for _ in read_manifest(os.path.join(folder, MANIFEST), args.gt_path is not None))
     except OSError:
         return None
     return f'{count} finished frames are kept in {folder} for --resume' if count else None
@@ -216,18 +225,88 @@ class Averages:
         return out
 
 
-def read_manifest(path):
-    """(raw line, parsed entry) of every complete line of a manifest; a line cut short by a killed
-    process ends it."""
-    with open(path, 'rb') as f:
+def _seconds(value):
+    # compared without float(): an integer of 400 digits would overflow it
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SECONDS
+
+
+def _digest(value):
+    return isinstance(value, str) and SHA256.fullmatch(value) is not None
+
+
+def valid_entry(entry, scored):
+    """Whether a parsed manifest line is a record this tool writes, field by field: a line edited
+    by hand (a string for a time, a missing key, NaN, 1e308) is as good as cut short."""
+    if not isinstance(entry, dict) or set(entry) != ENTRY_KEYS:
+        return False
+    record = entry['record']
+    if not (isinstance(entry['clip'], str) and isinstance(entry['frame'], str) and _seconds(entry['wall'])
+            and (entry['sha256'] is None or _digest(entry['sha256'])) and _digest(entry['inputs'])
+            and isinstance(record, dict) and set(record) == (SCORED_KEYS if scored else RECORD_KEYS)
+            and record['frame'] == entry['frame'] and all(_seconds(record[k]) for k in TIME_KEYS + POST_PARTS)):
+        return False
+    if not scored:
+        return True
+    psnr, ssim = record['psnr'], record['ssim']
+    # PSNR of uint8 frames is at least 0; null stands for infinity (identical frames), which JSON cannot hold
+    return ((psnr is None or (isinstance(psnr, float) and math.isfinite(psnr) and psnr >= 0))
+            and isinstance(ssim, float) and math.isfinite(ssim) and -1 <= ssim <= 1)
+
+
+def read_manifest(path, scored):
+    """(raw line, entry) of every complete line of a manifest, up to the first one that is cut short (a
+    killed process) or not a valid record; an infinite PSNR comes back as inf."""
+    with open(path, 'rb', opener=_no_follow) as f:
         for raw in f:
             try:
                 entry = json.loads(raw) if raw.endswith(b'\n') else None
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a line of 100,000 nested brackets
                 entry = None
-            if not isinstance(entry, dict):
+            if not valid_entry(entry, scored):
                 return
+            if scored and entry['record']['psnr'] is None:
+                entry['record']['psnr'] = math.inf
             yield raw, entry
+
+
+def _no_follow(path, flags):
+    """open()'s opener that refuses a link and anything but a regular file: nothing is read or written
+    through a link in a staging folder, and a FIFO there does not block the run."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, 'not a regular file', path)
+    return fd
+
+
+def _complete_lines(path):
+    with open(path, 'rb', opener=_no_follow) as f:
+        return sum(1 for line in f if line.endswith(b'\n'))
+
+
+def _stray(entry, is_own, resuming, inside=''):
+    """`entry` of a staging folder in words when this tool does not write it there, else None; a folder
+    at the top is left to the caller (clip folders)."""
+    path = os.path.join(inside, entry.name)
+    if entry.is_symlink():
+        return f'the link {path}'
+    if entry.is_dir(follow_symlinks=False):
+        return path if inside else None
+    if not entry.is_file(follow_symlinks=False):
+        return f'the special file {path}'
+    if is_own(entry) or (resuming and DEBRIS.match(entry.name)):
+        return None
+    return path
+
+
+def _create_new(path):
+    """Create the empty file `path`, which must not exist (not even as a link): the name is the run's own
+    before a program that opens by name (OpenCV, ffmpeg) writes it."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+    except FileExistsError:
+        raise InferenceError(f'{path} appeared in the staging folder during the run; sbvsr-infer did not write '
+                             f'it and does not write through it') from None
 
 
 class InferenceRun:
@@ -245,11 +324,11 @@ class InferenceRun:
         self.fps = {c.name: args.fps or c.lr.fps or 25.0 for c in clips}
         parent = os.path.join(args.result_path, args.dataset_name)
         self.final = os.path.join(parent, args.blur_type)
-        self.created = [d for d in (args.result_path, parent) if not os.path.isdir(d)]
+        self.scored = args.gt_path is not None
         self.kept = {}  # clip -> frames an interrupted run finished, kept by this one
+        self.redo = None  # why the frames after the kept ones are restored again
         self.staging = None
         try:
-            os.makedirs(parent, exist_ok=True)
             if args.resume:
                 self._take_over(resumable_folder(args), run_identity(args, device, clips))
             else:
@@ -264,9 +343,9 @@ class InferenceRun:
         self.video_writers = {}
         self.last_time = None  # when the previous frame was done (its wall time ends there)
         try:
-            self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8')
-            self.manifest = open(os.path.join(self.staging, MANIFEST), 'ab')
-            self.replay = read_manifest(os.path.join(self.staging, MANIFEST))
+            self.log_file = open(os.path.join(self.staging, LOG_NAME), 'w', encoding='utf-8', opener=_no_follow)
+            self.manifest = open(os.path.join(self.staging, MANIFEST), 'ab', opener=_no_follow)
+            self.replay = read_manifest(os.path.join(self.staging, MANIFEST), self.scored)
         except BaseException:
             self.abort()
             raise
@@ -293,20 +372,71 @@ class InferenceRun:
         if difference is not None:
             raise InferenceError(f'{folder} holds an interrupted run with {difference}: give the options it was '
                                  f'started with, or remove that folder to start afresh')
+        stray = self.stray_entry(folder, resuming=True)
+        if stray is not None:
+            raise InferenceError(f'{folder} holds {stray}, which sbvsr-infer did not write there, so it is not '
+                                 f'used; move that away, or remove the folder to start afresh')
         self._remove_debris(folder)  # self.staging is set last: a failure until then must not remove the folder
-        expected = ((clip.name, name) for clip in self.clips for name in self.output_names(clip))
+        expected = self.expected_frames()
         count, manifest = 0, os.path.join(folder, MANIFEST)
-        if not os.path.isfile(manifest):  # killed before it was opened
+        if not os.path.lexists(manifest):  # killed before it was opened
             write_bytes_atomic(manifest, b'')
-        for _, entry in read_manifest(manifest):
-            if (entry.get('clip'), entry.get('frame')) != next(expected, None) or not self._verified(folder, entry):
+        entries = read_manifest(manifest, self.scored)
+        for clip, name, inputs in expected:
+            raw_entry = next(entries, None)
+            if raw_entry is None:
+                if count < _complete_lines(manifest):
+                    self.redo = f'the record of {clip}-{name} in the manifest is not valid'
                 break
-            self.kept[entry['clip']] = self.kept.get(entry['clip'], 0) + 1
+            entry = raw_entry[1]
+            if (entry['clip'], entry['frame']) != (clip, name):
+                self.redo = f'the manifest names {entry["clip"]}-{entry["frame"]} where {clip}-{name} was expected'
+                break
+            if not self._verified(folder, entry):
+                self.redo = f'the PNG file of {clip}-{name} is missing or changed'
+                break
+            if entry['inputs'] != inputs():
+                self.redo = f'the input frames of {clip}-{name} changed'
+                break
+            self.kept[clip] = self.kept.get(clip, 0) + 1
             count += 1
+        expected.close()
+        entries.close()
         with atomic_file(manifest) as f:
-            for _, (raw, _) in zip(range(count), read_manifest(manifest)):
+            for _, (raw, _) in zip(range(count), read_manifest(manifest, self.scored)):
                 f.write(raw)
         self.staging = folder
+
+    def expected_frames(self):
+        """(clip, frame name, a function returning the fingerprint of its input frames) of every output
+        frame in order: the input is read only as far as the fingerprints are asked for."""
+        from jittor_self_blind_vsr.infer.sources import window_fingerprints
+        for clip in self.clips:
+            prints = window_fingerprints(clip, self.args.n_seq, self.args.border)
+            try:
+                for name in self.output_names(clip):
+                    yield clip.name, name, lambda: next(prints)
+            finally:
+                prints.close()
+
+    def stray_entry(self, folder, resuming):
+        """What in a staging folder this tool does not write there, in words ('the link clip',
+        'notes.txt'), or None. Its own temporary files a killed process left count as its own
+        while `resuming` (they are removed then) and as strays otherwise."""
+        names = {clip.name: set(self.output_names(clip)) for clip in self.clips}
+        own_files = set(RESULT_FILES + BOOKKEEPING) | {f'{clip}.{ext}' for clip in names for ext in VIDEO_CODECS}
+        for entry in os.scandir(folder):
+            what = _stray(entry, lambda e: e.name in own_files, resuming)
+            if what is None and entry.is_dir(follow_symlinks=False):
+                if entry.name not in names:
+                    return entry.name
+                frames = names[entry.name]
+                what = next((w for w in (_stray(e, lambda f: f.name.endswith('.png') and f.name[:-4] in frames,
+                                                resuming, inside=entry.name) for e in os.scandir(entry.path))
+                             if w is not None), None)
+            if what is not None:
+                return what
+        return None
 
     def output_names(self, clip):
         """The names of the frames restored of `clip`, in order."""
@@ -350,7 +480,10 @@ class InferenceRun:
         self.log(f'Loading model from {a.model_path}')
         if self.kept:
             self.log(f'# Resumed: {sum(self.kept.values())} frames an interrupted run finished are kept (their PNG '
-                     f'files have the SHA-256 recorded when they were written)')
+                     f'files have the SHA-256 recorded when they were written, their input frames the recorded '
+                     f'fingerprints)')
+        if self.redo:
+            self.log(f'# Resume: restoring again from there on, since {self.redo}')
 
     def log_warm_up(self, size, seconds):
         self.warmups.append(dict(lr_size=list(size), seconds=seconds))
@@ -382,8 +515,7 @@ class InferenceRun:
         scored = time.perf_counter()
         digest = None
         if self.args.save_image:
-            folder = os.path.join(self.staging, clip)
-            os.makedirs(folder, exist_ok=True)
+            folder = self._clip_folder(clip)
             digest = hashlib.sha256(write_image(os.path.join(folder, f'{frame.name}.png'), image)).hexdigest()
         if self.args.save_video:
             self.video_writer(clip, image).write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -394,11 +526,26 @@ class InferenceRun:
                       eval_time=scored - fetched, write_time=end - scored)
         wall = end - self.last_time
         self.last_time = end
-        line = json.dumps(dict(clip=clip, frame=frame.name, sha256=digest, wall=wall, record=record))
+        stored = dict(record)
+        if 'psnr' in stored and not math.isfinite(stored['psnr']):
+            stored['psnr'] = None  # identical frames; JSON has no infinity
+        line = json.dumps(dict(clip=clip, frame=frame.name, sha256=digest, inputs=frame.inputs, wall=wall,
+                               record=stored), allow_nan=False)
         self.manifest.write(line.encode('utf-8') + b'\n')
         self.manifest.flush()
         os.fsync(self.manifest.fileno())
         self.log(frame_line(clip, record))
+
+    def _clip_folder(self, clip):
+        """The clip's folder in the staging folder, made when missing; never a link to elsewhere."""
+        folder = os.path.join(self.staging, clip)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise InferenceError(f'{folder} was replaced by a link or file during the run; sbvsr-infer does '
+                                     f'not write through it') from None
+        return folder
 
     def _replay(self, clip, name):
         _, entry = next(self.replay)
@@ -412,9 +559,11 @@ class InferenceRun:
         if clip not in self.video_writers:
             ext = self.args.video_format
             tmp = os.path.join(self.staging, f'.{clip}.partial.{ext}')
+            _create_new(tmp)
             writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), self.fps[clip],
                                      (image.shape[1], image.shape[0]))
             if not writer.isOpened():
+                os.unlink(tmp)
                 raise InferenceError(f'OpenCV cannot write {ext} video files on this machine')
             self.video_writers[clip] = (writer, tmp)
         return self.video_writers[clip][0]
@@ -448,6 +597,7 @@ class InferenceRun:
         first = 0 if self.args.border else self.args.n_seq // 2  # the input frame the video starts with
         ext = self.args.video_format
         out = os.path.join(self.staging, f'.{clip}.sound.partial.{ext}')
+        _create_new(out)
         command = [ffmpeg, '-nostdin', '-v', 'error', '-y', '-i', video, '-ss', f'{first / self.fps[clip]:.6f}',
                    '-i', source.video, '-map', '0:v', '-map', '1:a?', '-c:v', 'copy',
                    '-c:a', 'aac' if ext == 'mp4' else 'pcm_s16le', '-shortest', out]
@@ -464,11 +614,16 @@ class InferenceRun:
     # -- summary, read back from the manifest
     def averages(self):
         """({clip: Averages}, Averages of the run)."""
-        scored = self.args.gt_path is not None
-        clips, total = {}, Averages(scored)
-        for _, entry in read_manifest(os.path.join(self.staging, MANIFEST)):
-            clips.setdefault(entry['clip'], Averages(scored)).add(entry['record'], entry['wall'])
+        clips, total = {}, Averages(self.scored)
+        for _, entry in read_manifest(os.path.join(self.staging, MANIFEST), self.scored):
+            clips.setdefault(entry['clip'], Averages(self.scored)).add(entry['record'], entry['wall'])
             total.add(entry['record'], entry['wall'])
+        from jittor_self_blind_vsr.infer.sources import window_count
+        expected = sum(window_count(c.lr.count, self.args.n_seq, self.args.border) for c in self.clips)
+        if total.n_frames != expected:
+            raise InferenceError(f'the manifest {os.path.join(self.staging, MANIFEST)} holds {total.n_frames} valid '
+                                 f'records for {expected} restored frames (another program wrote it during the '
+                                 f'run), so no metrics were written')
         return clips, total
 
     def summary_lines(self, clips, total):
@@ -506,7 +661,7 @@ class InferenceRun:
             head = json.dumps(self.metrics_head(), indent=1, allow_nan=False)
             js.write((head[:-2] + ',\n "videos": {').encode('utf-8'))
             clip = None
-            for _, entry in read_manifest(os.path.join(self.staging, MANIFEST)):
+            for _, entry in read_manifest(os.path.join(self.staging, MANIFEST), self.scored):
                 record = {k: _finite(v) if isinstance(v, float) else v for k, v in entry['record'].items()}
                 if entry['clip'] != clip:
                     opening = json.dumps(clips[entry['clip']].summary(), allow_nan=False)[:-1]
@@ -533,6 +688,10 @@ class InferenceRun:
         """Swap the finished staging folder in for OUT/<dataset>/<blur_type>, which may only be an
         earlier result (checked again: it may have appeared during the run), and drop the bookkeeping."""
         check_destination(self.args)
+        stray = self.stray_entry(self.staging, resuming=False)
+        if stray is not None:
+            raise InferenceError(f'{self.staging} holds {stray}, which sbvsr-infer did not write there (another '
+                                 f'program put it there during the run), so it is not moved to {self.final}')
         self.manifest.close()
         self.replay.close()
         old = None
@@ -545,7 +704,13 @@ class InferenceRun:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.final, name))
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            failures = []
+            shutil.rmtree(old, onerror=lambda _, path, info: failures.append((path, info[1])))
+            if failures and os.path.lexists(old):
+                path, error = failures[0]
+                print(f'sbvsr-infer: warning: the earlier result it replaced could not be removed entirely '
+                      f'({getattr(error, "strerror", None) or error}: {path}); what is left of it is in {old}',
+                      file=sys.stderr, flush=True)
 
     def abort(self):
         """Close everything; remove the staging folder, unless it keeps finished frames for --resume
@@ -568,8 +733,3 @@ class InferenceRun:
     def _remove_staging(self):
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
-        for folder in reversed(self.created):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass

@@ -1,5 +1,7 @@
 """The clips to restore: found in a video file, a folder of frames or a folder of such
 folders, paired with their ground truth, checked, and read frame by frame."""
+import hashlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -76,22 +78,40 @@ def probe_image_folder(folder):
 
 
 def probe_video(path):
+    """The FrameSource of a video file, every frame decoded once: a frame that cannot be decoded, or
+    fewer frames than the container lists, is refused. OpenCV skips a damaged frame without
+    saying which one it was (its positions and timestamps count the frames it returned), so
+    the frames after it could not keep the names of their source frames."""
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
             raise InferenceError(f'{path} is neither a folder nor a video file OpenCV can read')
+        listed = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         count, size = 0, None
-        while capture.grab():  # frame counts in container headers are estimates
+        while capture.grab():
+            ok, frame = capture.retrieve()
+            if not ok or frame is None:
+                raise InferenceError(f'frame {count} of the video {path} cannot be decoded (a damaged file?); '
+                                     f'repair or re-encode the video')
             if size is None:
-                ok, frame = capture.retrieve()
-                size = frame.shape[:2] if ok else None
+                size = frame.shape[:2]
+            elif frame.shape[:2] != size:
+                raise InferenceError(f'frames of one clip must have one size, but frame {count} of the video {path} '
+                                     f'is {frame.shape[1]}x{frame.shape[0]} and frame 0 is {size[1]}x{size[0]}')
             count += 1
         fps = capture.get(cv2.CAP_PROP_FPS)
     finally:
         capture.release()
     if count == 0 or size is None:
         raise InferenceError(f'{path} is neither a folder nor a video file OpenCV can read')
-    return FrameSource(label=path, count=count, size=tuple(size), video=path, fps=fps if fps > 0 else None)
+    if 0 < listed < 2 ** 31 and count < round(listed):
+        missing = round(listed) - count
+        raise InferenceError(f'the video {path} decodes {count} frames but its container lists {round(listed)}: '
+                             f'{missing} {"frame is" if missing == 1 else "frames are"} damaged or missing, and '
+                             f'OpenCV does not tell which, so the restored frames could not be named after their '
+                             f'source frames; repair or re-encode the video')
+    return FrameSource(label=path, count=count, size=tuple(size), video=path,
+                       fps=fps if math.isfinite(fps) and fps > 0 else None)
 
 
 def find_clips(path, role):
@@ -103,6 +123,8 @@ def find_clips(path, role):
         raise InferenceError(f'the {role} path {path} does not exist')
     if os.path.isfile(path):
         return {os.path.splitext(os.path.basename(path))[0]: probe_video(path)}, False
+    if not os.path.isdir(path):
+        raise InferenceError(f'the {role} path {path} is neither a folder nor a file (a FIFO or device?)')
     if list_images(path):
         return {os.path.basename(os.path.abspath(path)): probe_image_folder(path)}, False
     folders = list_subfolders(path)
@@ -171,6 +193,44 @@ def window_indices(n_frames, n_seq, border):
     return [window_at(k, n_frames, n_seq, border) for k in range(window_count(n_frames, n_seq, border))]
 
 
+def frame_digest(image):
+    """SHA-256 of a decoded frame (shape and pixels): what --resume compares, whatever the file."""
+    digest = hashlib.sha256(repr(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.digest()
+
+
+def window_fingerprint(lr_digests, gt_digest):
+    """The fingerprint of an output frame's inputs: its window's frames, in order, and its GT frame."""
+    digest = hashlib.sha256(b''.join(lr_digests))
+    digest.update(gt_digest or b'no GT')
+    return digest.hexdigest()
+
+
+def window_fingerprints(clip, n_seq, border):
+    """window_fingerprint of each window of `clip` in order, each input frame read once: a generator,
+    which reads no further than it is asked."""
+    count, centre = window_count(clip.lr.count, n_seq, border), n_seq // 2
+    lr = clip.lr.reader()
+    gt = clip.gt.reader() if clip.gt is not None else None
+    digests = {}
+    try:
+        for k in range(count):
+            window = window_at(k, clip.lr.count, n_seq, border)
+            for new in sorted(set(window) - digests.keys()):
+                digests[new] = frame_digest(lr.read(new))
+            target = None if gt is None else frame_digest(gt.read(window[centre]))
+            yield window_fingerprint([digests[i] for i in window], target)
+            keep = {i for later in range(k + 1, min(k + 2 * n_seq, count))
+                    for i in window_at(later, clip.lr.count, n_seq, border)}  # as restorer.restore_clip
+            for stale in [i for i in digests if i not in keep]:
+                del digests[stale]
+    finally:
+        lr.close()
+        if gt is not None:
+            gt.close()
+
+
 def cropped_size(size, mode):
     return size[0] - size[0] % mode, size[1] - size[1] % mode
 
@@ -185,7 +245,7 @@ def collect_clips(args):
         if min(height, width) == 0:
             raise InferenceError(f'frames of video {clip.name} are smaller than --size_must_mode')
         if not window_count(clip.lr.count, args.n_seq, args.border):
-            extra = '' if args.border else ' (or --border)'
+            extra = '' if args.border or not window_count(clip.lr.count, args.n_seq, True) else ' (or --border)'
             raise InferenceError(f'video {clip.name} has {clip.lr.count} frames, too few for a {args.n_seq}-frame '
                                  f'window{extra}')
         if clip.gt is not None and min(height, width) * args.scale - 2 * CROP_BORDER < SSIM_WINDOW:

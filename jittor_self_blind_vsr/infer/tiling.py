@@ -33,6 +33,10 @@ OUTPUT_COPIES = 6
 FAST_BASE_BYTES = 0.19 * 2 ** 30
 FAST_BYTES_PER_PIXEL = 46 * 2 ** 10
 GIB = 2 ** 30
+# The smallest tiling allowed: with the embedded model an overlap of 8 LR pixels stayed 57 dB or more
+# from the untiled output, 4 gave 43-50 dB, none 24-37 dB (docs/inference.md, "Large frames: tiling").
+MIN_OVERLAP = 8
+MIN_TILE = 2 * MIN_OVERLAP + 1
 
 
 def tile_starts(length, tile, overlap):
@@ -93,7 +97,7 @@ def estimated_peak(size, tile, overlap, n_seq, n_feat, scale, precision='exact')
 
 def _tiles(size, overlap):
     """Every --tile worth trying on frames of `size`, largest first."""
-    return range(max(size) - 1, 2 * overlap, -1)
+    return range(max(size) - 1, max(2 * overlap, MIN_TILE - 1), -1)
 
 
 def choose_tile(budget_gib, size, overlap, n_seq, n_feat, scale, precision='exact'):
