@@ -12,9 +12,7 @@ import cv2
 import jittor as jt
 import numpy as np
 
-from jittor_self_blind_vsr.model.flow_pwc import FlowFeatures, warp
-
-nn = jt.nn
+from jittor_self_blind_vsr.model.flow_pwc import FlowFeatures, FlowNet
 
 # DIS refuses frames with both sides under 12 pixels; smaller ones are enlarged to this size
 # and their flow scaled back (training's blurred-down patches can be that small).
@@ -42,8 +40,8 @@ def dis_flow(first, second, preset=cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
     return flow
 
 
-class Flow_DIS(nn.Module):
-    """Flow_PWC's interface (features, flow_from_features, estimate_flow, warp) on DIS flow.
+class Flow_DIS(FlowNet):
+    """Flow_PWC's interface (FlowNet) on DIS flow.
 
     The 'pyramid' of a frame is one level, its grey image as a Var, so the batched and
     tiled paths that slice and concatenate PWC-Net pyramids handle it unchanged."""
@@ -62,12 +60,3 @@ class Flow_DIS(nn.Module):
         a, b = (features.pyramid[0].numpy().astype(np.uint8) for features in (first, second))
         flows = np.stack([dis_flow(x, y).transpose(2, 0, 1) for x, y in zip(a, b)])
         return jt.array(np.ascontiguousarray(flows, dtype=np.float32))
-
-    def estimate_flow(self, tensorFirst, tensorSecond):
-        return self.flow_from_features(self.features(tensorFirst), self.features(tensorSecond))
-
-    def warp(self, x, flo):
-        return warp(x, flo, self.align_corners)
-
-    def execute(self, frame_1, frame_2):
-        return self.estimate_flow(frame_1, frame_2)

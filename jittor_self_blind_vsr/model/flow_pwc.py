@@ -230,7 +230,21 @@ class Network(nn.Module):
         return self.decode(self.extract(tensorFirst), self.extract(tensorSecond))
 
 
-class Flow_PWC(nn.Module):
+class FlowNet(nn.Module):
+    """What PWC_Recons asks of its flow network: `features(frame)` and `flow_from_features(first,
+    second)`, in pixels (a subclass gives both); the rest of the original's interface follows."""
+
+    def estimate_flow(self, tensorFirst, tensorSecond):
+        return self.flow_from_features(self.features(tensorFirst), self.features(tensorSecond))
+
+    def warp(self, x, flo):
+        return warp(x, flo, self.align_corners)
+
+    def execute(self, frame_1, frame_2):
+        return self.estimate_flow(frame_1, frame_2)
+
+
+class Flow_PWC(FlowNet):
     """PWC-Net on frames of any size: flow from frame_1 to frame_2, in pixels."""
 
     def __init__(self, pretrain_fn='.', device=None, align_corners=True):
@@ -262,12 +276,3 @@ class Flow_PWC(nn.Module):
         flow = 20.0 * resize_bilinear(self.moduleNetwork.decode(first.pyramid, second.pyramid), h, w)
         scale = jt.array(np.array([w / w64, h / h64], dtype=np.float32)).reshape(1, 2, 1, 1)
         return flow * scale
-
-    def estimate_flow(self, tensorFirst, tensorSecond):
-        return self.flow_from_features(self.features(tensorFirst), self.features(tensorSecond))
-
-    def warp(self, x, flo):
-        return warp(x, flo, self.align_corners)
-
-    def execute(self, frame_1, frame_2):
-        return self.estimate_flow(frame_1, frame_2)
