@@ -147,7 +147,9 @@ def generate(hr_root, save_root, kind='Gaussian', scale=4, seed=0, crop=False, p
             except OSError:
                 pass
         raise
-    shutil.rmtree(staging, ignore_errors=True)
+    # the frames are in place: a signal now must not leave the emptied staging folder half removed
+    with interrupt.deferred():
+        shutil.rmtree(staging, ignore_errors=True)
     return total
 
 
