@@ -151,7 +151,7 @@ def test_metrics_json_against_independent_formulas(border_run, data):
     assert metrics['model_path'] == str(data / 'small.pkl')
     assert metrics['settings']['border'] is True and metrics['settings']['align_corners'] is True
     assert metrics['settings']['model_config'] == dict(n_colors=3, n_sequence=5, extra_RBS=1, recons_RBS=2,
-                                                       n_feat=32, kernel_size=3, scale=4, ksize=13)
+                                                       n_feat=32, kernel_size=3, scale=4, ksize=13, flow='pwc')
     assert metrics['warmup'][0]['lr_size'] == [LR_H, LR_W] and metrics['warmup'][0]['seconds'] > 0
 
 
