@@ -29,7 +29,10 @@ def test_every_steps_loss_follows_the_original(curve):
     fixture, losses, _ = curve
     reference = fixture['loss']
     error = np.abs(losses / reference - 1)
-    assert error.max() <= 1e-4, f'step {int(error.argmax()) + 1}: {losses[error.argmax()]} vs ' \
+    # 3.4e-6 on the AMD EPYC machine the fixture was checked on (2026-12-01); 1.39e-4 at step 19 on
+    # an Intel Xeon with AVX-512 (2026-12-07, the same code): oneDNN's kernels for that CPU sum in
+    # another order, and twenty steps of Adam carry the difference
+    assert error.max() <= 5e-4, f'step {int(error.argmax()) + 1}: {losses[error.argmax()]} vs ' \
                                 f'{reference[error.argmax()]} (relative error {error.max():.2e})'
 
 
