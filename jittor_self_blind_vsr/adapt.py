@@ -30,6 +30,7 @@ from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.infer.results import check_destination, kept_for_resume, results_folder, sha256_of_file
 from jittor_self_blind_vsr.infer.sources import collect_clips
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS, positive_float, positive_int, seed_int
+from jittor_self_blind_vsr.runtime import show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
@@ -60,7 +61,8 @@ def build_parser():
     group.add_argument('--steps', type=positive_int, default=None,
                        help='optimiser steps to adapt for (with --minutes: whichever ends first)')
     group.add_argument('--minutes', type=positive_float, default=None,
-                       help=f'wall-clock minutes to adapt for, counted from the first step (default '
+                       help=f'wall-clock minutes to adapt for, counted after the first step, which compiles on a '
+                            f'cold Jittor cache (default '
                             f'{DEFAULT_MINUTES:g} when --steps is not given)')
     group.add_argument('--lr', type=positive_float, default=DEFAULT_LR,
                        help=f'learning rate, constant (default {DEFAULT_LR:g}; PWC-Net keeps sbvsr-train\'s 1e-6)')
@@ -164,11 +166,14 @@ def training_options(args, config, data_dir, clips):
 
 class Budget:
     """Ends adaptation after `steps` optimiser steps or `seconds` of wall time, whichever comes first;
-    the step under way when the time runs out is completed."""
+    the step under way when the time runs out is completed. The time is counted from the end of
+    the first step: on a cold Jittor cache that step compiles the training kernels, which took
+    minutes on 2 cores and would otherwise eat a short budget whole."""
 
     def __init__(self, steps, seconds):
         self.steps, self.seconds = steps, seconds
         self.done = 0
+        self.first_step = None  # wall seconds of the first step, compiling included
         self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def wall(self):
@@ -178,13 +183,19 @@ class Budget:
         """CPU seconds of the whole process (all threads) since the start."""
         return time.process_time() - self.cpu_start
 
+    def counted(self):
+        """Wall seconds counted against the budget: those after the first step."""
+        return 0.0 if self.first_step is None else self.wall() - self.first_step
+
     def exhausted(self):
         return ((self.steps is not None and self.done >= self.steps)
-                or (self.seconds is not None and self.wall() >= self.seconds))
+                or (self.seconds is not None and self.counted() >= self.seconds))
 
     def after_step(self):
         """The trainer's stop hook."""
         self.done += 1
+        if self.first_step is None:
+            self.first_step = self.wall()
         return self.exhausted()
 
 
@@ -243,7 +254,7 @@ def adapt(args, net, config, clips, budget=None):
             trainer.train(stop=budget.after_step)
     net.eval()
     return dict(steps=int(trainer.optimizer.n_step), wall_seconds=round(budget.wall(), 3),
-                cpu_seconds=round(budget.cpu(), 3), patch_size=options.patch_size, batch_size=options.batch_size, lr=options.lr, flow_lr=options.flow_lr,
+                first_step_seconds=round(budget.first_step or 0.0, 3), cpu_seconds=round(budget.cpu(), 3), patch_size=options.patch_size, batch_size=options.batch_size, lr=options.lr, flow_lr=options.flow_lr,
                 seed=options.seed, loss=options.loss,
                 epoch_mean_losses={name: values for name, values in trainer.logs.items()})
 
@@ -274,6 +285,9 @@ def run_adaptation(args, state):
         if clip.lr.count < args.n_seq:
             raise AdaptError(f'video {clip.name} has {clip.lr.count} frames, fewer than the {args.n_seq} of one '
                              f'training window')
+    if args.default_model_line:
+        print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
+        args.default_model_line = None  # said once, not again by the inference below
     args.input_sha256 = sha256_of_file(args.input_model)
     inference.start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
@@ -284,7 +298,9 @@ def run_adaptation(args, state):
                          f'no adapted weights were saved')
     adapted = net.numpy_state_dict()
     check_finite(args, adapted)
-    print(f'Adapted for {run["steps"]} steps in {run["wall_seconds"]:.0f} s ({run["cpu_seconds"]:.0f} CPU seconds)')
+    print(f'Adapted for {run["steps"]} steps in {run["wall_seconds"]:.0f} s ({run["cpu_seconds"]:.0f} CPU seconds); '
+          f'the first step took {run["first_step_seconds"]:.0f} s of them, Jittor\'s compiling included, and is not '
+          f'counted in --minutes')
     state['weights'] = save_weights(args, adapted, run)
     print(f'adapted weights: {state["weights"]}')
     args.model_path = state['weights']
@@ -293,6 +309,8 @@ def run_adaptation(args, state):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.verbose:
+        show_jittor_log()
     final = results_folder(args)
     state = {}
 

@@ -14,10 +14,11 @@ import tempfile
 from jittor_self_blind_vsr.model import foreign_sentence, load_checked
 from jittor_self_blind_vsr.model.specification import (
     MODEL_PARTS, PUBLISHED_CONFIG, config_from_state_dict)
+from jittor_self_blind_vsr.runtime import current_device, import_jittor, show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.checkpoint import (
     FLOW_PREFIX, CheckpointError, is_flow_only, read_checkpoint, save_state_dict_file, state_dict_from)
-from jittor_self_blind_vsr.utils.cli import run_command
+from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, run_command
 
 
 def _format_config(config):
@@ -26,7 +27,6 @@ def _format_config(config):
 
 def _model_builder(flow_only):
     """config -> the Jittor network whose state dict keys are those `state_dict_from` gives."""
-    from jittor_self_blind_vsr.runtime import current_device, import_jittor
     import_jittor(current_device() or 'cpu')  # checking shapes needs no GPU
     interrupt.install()
     if flow_only:
@@ -61,6 +61,7 @@ def _parse_args(argv):
                     'into a Jittor .pkl (a pickled dict of float32 numpy arrays). torch is not needed.')
     parser.add_argument('--pytorch_model', required=True, help='the PyTorch checkpoint to read')
     parser.add_argument('--jittor_model', required=True, help='the .pkl file to write')
+    parser.add_argument('--verbose', action='store_true', help=VERBOSE_HELP)
     return parser.parse_args(argv)
 
 
@@ -107,7 +108,8 @@ def _kept(path):
 
 def main(argv=None):
     args = _parse_args(argv)
-    os.environ.setdefault('log_silent', '1')  # Jittor's compile chatter would bury the report
+    if args.verbose:
+        show_jittor_log()
     return run_command('sbvsr-convert', lambda: convert(args), kept=lambda: _kept(args.jittor_model),
                        write_target=args.jittor_model)
 

@@ -36,10 +36,10 @@ from jittor_self_blind_vsr import sample_clips, weights
 from jittor_self_blind_vsr.infer.results import sha256_of_file
 from jittor_self_blind_vsr.model.specification import config_from_state_dict
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, seed_int
-from jittor_self_blind_vsr.runtime import DEVICES, import_jittor
+from jittor_self_blind_vsr.runtime import DEVICES, import_jittor, show_jittor_log
 from jittor_self_blind_vsr.script_gene_dataset_blurdown import generate
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.cli import UserError, run_command
+from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, UserError, run_command
 from jittor_self_blind_vsr.utils.atomic import write_bytes_atomic
 from jittor_self_blind_vsr.utils.checkpoint import check_float_arrays, load_state_dict_file
 from jittor_self_blind_vsr.utils.image_io import list_images, read_image, write_image
@@ -121,6 +121,7 @@ def parse_args(argv=None):
                         help=f'HR frame size in pixels, a multiple of {SCALE} (default 128)')
     parser.add_argument('--lr', type=positive_float, default=5e-4, help='learning rate of training (default 5e-4)')
     parser.add_argument('--seed', type=seed_int, default=1, help='random seed of training (default 1)')
+    parser.add_argument('--verbose', action='store_true', help=VERBOSE_HELP)
     args = parser.parse_args(argv)
     args.train = args.minutes is not None or args.epochs is not None
     # set here, not as argparse's default: argparse would not see an explicit `--model_path embedded`
@@ -532,6 +533,8 @@ def demonstrate(args, output, frames):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.verbose:
+        show_jittor_log()
     output = DemoOutput(args.output, args.train, args.frames)
 
     def kept():

@@ -20,9 +20,9 @@ from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, che
                                                  results_folder)
 from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_count
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
-from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor
+from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor, show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.cli import run_command
+from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, run_command
 from jittor_self_blind_vsr.utils.resample import LR_GRIDS
 
 PROGRAM = 'sbvsr-infer'
@@ -32,6 +32,11 @@ TILE_OVERLAP = 16
 NAME_MAX = 255  # bytes of a file name on Linux's file systems
 # What the staging folder's name '.<blur_type>.partial-XXXXXXXX' adds to --blur_type.
 NAME_ADDED = len('..partial-') + 8
+
+
+# where the published weights come from, in one phrase for the messages that need them
+PUBLISHED_MODELS = ("the published models (self_blind_vsr_gaussian.pt, self_blind_vsr_realistic.pt) come from the "
+                    "authors' Google Drive folder linked in docs/reproduction.md and go in pretrain_models/")
 
 
 def published_model(blur_type):
@@ -70,10 +75,10 @@ def build_parser():
     parser.add_argument('--input_path', default=os.path.join('dataset', 'input'),
                         help='folder of video folders, one folder of frames, or a video file')
     parser.add_argument('--gt_path', default=None, help='ground truth in the same form (optional)')
-    parser.add_argument('--model_path', default=published_model('Gaussian'),
+    parser.add_argument('--model_path', default=None,
                         help='.pt (published PyTorch) or .pkl (converted) model file, or `embedded` for the '
                              'model shipped in the package (default: the published Gaussian model in '
-                             'pretrain_models/)')
+                             'pretrain_models/, else `embedded`)')
     parser.add_argument('--result_path', default='infer_results', help='results root OUT')
     parser.add_argument('--dataset_name', default=None, help='results go to OUT/<dataset_name>/<blur_type>/ '
                                                              '(default: the input\'s name)')
@@ -99,6 +104,7 @@ def build_parser():
                         help='restore LR tiles of this many pixels square, blended back (0: whole frames)')
     parser.add_argument('--tile_overlap', type=int_range(0), default=TILE_OVERLAP,
                         help=f'LR pixels neighbouring tiles share, blended linearly (default {TILE_OVERLAP})')
+    parser.add_argument('--verbose', action='store_true', help=VERBOSE_HELP)
     parser.add_argument('--max_memory', type=positive_float, default=None,
                         help='GiB of memory to stay within: the tile size is chosen for it (instead of --tile)')
     return parser
@@ -128,12 +134,28 @@ def parse_args(argv=None, parser=None):
         args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
     if args.infer_flag == '.':
         args.infer_flag = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())
+    args.default_model_line = None
+    if args.model_path is None:
+        args.model_path, args.default_model_line = default_model()
     args.model_path = weights.resolve(args.model_path)  # the log and results.json name the real file
     return args
 
 
+def default_model():
+    """(model path, the line saying so or None) when --model_path is not given: the published
+    Gaussian model where the original's layout has it, else the model shipped in the package."""
+    published = published_model('Gaussian')
+    if os.path.isfile(published):
+        return published, None
+    return weights.EMBEDDED, (f'no --model_path given and no {published}: using `embedded`, the small model shipped '
+                              f'in the package; {PUBLISHED_MODELS}')
+
+
 def check_args(args):
     """What the parser cannot check (the numeric options' ranges are their `type=`)."""
+    if not os.path.lexists(args.model_path):
+        raise InferenceError(f'the model {args.model_path} does not exist: {PUBLISHED_MODELS}; --model_path embedded '
+                             f'runs the small model shipped in the package')
     for name in (args.dataset_name, args.blur_type):
         if not name or name in ('.', '..') or os.sep in name:
             raise InferenceError(f'--dataset_name and --blur_type must be plain folder names, not {name!r}')
@@ -201,6 +223,8 @@ def _infer(args):
     check_destination(args)
     clips = collect_clips(args)
     check_names(args, clips)
+    if args.default_model_line:  # once the input is known to be good, so a refusal stays one sentence
+        print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
     jt = start_jittor(args.device, args.precision)
     from jittor_self_blind_vsr.infer import restorer
     net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
@@ -238,6 +262,8 @@ def _infer(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.verbose:
+        show_jittor_log()
     final = results_folder(args)
 
     def kept():

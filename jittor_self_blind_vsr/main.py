@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from jittor_self_blind_vsr.option import parse_args
-from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything
+from jittor_self_blind_vsr.runtime import current_device, import_jittor, seed_everything, show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.cli import UserError, run_command
 
@@ -88,6 +88,8 @@ def run(args):
 
 def train(argv):
     args = parse_args(argv)
+    if args.verbose:
+        show_jittor_log()
     import_jittor(args.device, args.precision)  # before any module that imports Jittor
     interrupt.install(loader_workers=args.n_threads > 0)
     run(args)

@@ -16,6 +16,11 @@ nothing, so importing them changes no environment variable and writes no file.
   server. The identical oneDNN 2.2 build ships on PyPI (`onednn-cpu-gomp`,
   `onednn-devel-cpu-gomp`); we link it where Jittor looks, so no download happens.
 * oneDNN's convolution kernel: see ONEDNN_MAX_CPU_ISA.
+* Jittor's log: every import prints Jittor's set-up as info lines (compiler paths,
+  "Found nvcc", the cache folder) before a command's own lines; they are silenced
+  (`log_silent=1`, which keeps Jittor's errors) unless the user set the variable or the
+  command's `--verbose` asked for them (show_jittor_log). A first import that must
+  compile Jittor's core says so in one line, since it then stays silent for minutes.
 * torch: Jittor imports torch at its own import whenever torch is installed (to work
   around a clash of their libraries, `FIX_TORCH_ERROR` in jittor/compile_extern.py);
   nothing here uses torch, so that import is switched off (`FIX_TORCH_ERROR=0`, unless the
@@ -281,6 +286,20 @@ def import_jittor(device='auto', precision=None):
     return jittor
 
 
+def show_jittor_log():
+    """Let Jittor's own info and warning lines through (the commands' --verbose); effective
+    when called before Jittor is imported."""
+    os.environ['log_silent'] = '0'
+
+
+def _core_is_built():
+    """Whether Jittor's core library is in its cache, i.e. importing Jittor compiles no core."""
+    import jittor_utils  # finds the compiler and the cache folder; compiles nothing
+    cache = Path(jittor_utils.cache_path)
+    # with nvcc found, the core sits one level deeper, in a folder named after the CUDA key
+    return any(cache.glob('jittor_core*')) or any(cache.glob('*/jittor_core*'))
+
+
 def _say(line):
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
     program = program if program.startswith('sbvsr') else 'sbvsr'
@@ -302,11 +321,14 @@ def _import_jittor(device, precision):
         return _adopt(sys.modules['jittor'], device)
     os.environ.setdefault('DNNL_MAX_CPU_ISA', FAST_MAX_CPU_ISA if precision == 'fast' else ONEDNN_MAX_CPU_ISA)
     os.environ.setdefault('FIX_TORCH_ERROR', '0')
+    os.environ.setdefault('log_silent', '1')
     provision_onednn()  # before the CUDA probe too: Jittor sets up oneDNN on every import
     chosen, env, line = choose_device(device)
     os.environ.update(env)
     if line:
         _say(line)
+    if not _core_is_built():
+        _say('compiling Jittor for this machine, once per installation: about 4 minutes on 2 cores')
     jittor = start_jittor(chosen)
     if chosen == 'cuda':
         failure = cuda_stack.self_test(jittor)

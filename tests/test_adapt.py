@@ -1,7 +1,9 @@
 """sbvsr-adapt on a tiny seeded model and a tiny clip: the input weights stay as they were, the
 adapted ones differ and load, the step budget holds, the frames are written, bad input is
 one sentence, and Ctrl-C leaves nothing behind."""
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -56,20 +58,32 @@ def argv(data, out, *extra, gt=True):
 
 @pytest.fixture(scope='module')
 def adapted(data, tmp_path_factory):
-    """(input hash before, output folder) of one run with --steps STEPS."""
+    """(input hash before, output folder, what it printed) of one run with --steps STEPS."""
     out = tmp_path_factory.mktemp('adapted') / 'out'
     before = sha256(data / 'small.pkl')
-    assert adapt.main(argv(data, out, '--steps', str(STEPS))) == 0
-    return before, out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert adapt.main(argv(data, out, '--steps', str(STEPS))) == 0
+    return before, out, printed.getvalue()
+
+
+def test_the_time_split_is_stated(adapted):
+    *_, printed = adapted
+    record = json.loads((adapted[1] / 'clip' / 'adapted.json').read_text())
+    assert 0 < record['first_step_seconds'] <= record['wall_seconds']
+    line = next(line for line in printed.splitlines() if line.startswith('Adapted for'))
+    assert line == (f'Adapted for {STEPS} steps in {record["wall_seconds"]:.0f} s ({record["cpu_seconds"]:.0f} CPU '
+                    f'seconds); the first step took {record["first_step_seconds"]:.0f} s of them, Jittor\'s compiling '
+                    f'included, and is not counted in --minutes')
 
 
 def test_input_weights_are_untouched(data, adapted):
-    before, _ = adapted
+    before, *_ = adapted
     assert sha256(data / 'small.pkl') == before
 
 
 def test_adapted_weights_differ_from_the_input_and_load(data, adapted):
-    _, out = adapted
+    _, out, _ = adapted
     weights = out / 'clip' / 'adapted.pkl'
     original, tuned = load_state_dict_file(data / 'small.pkl'), load_state_dict_file(weights)
     assert original.keys() == tuned.keys()
@@ -106,7 +120,7 @@ def test_fast_precision_adapts_with_the_fast_arithmetic(data, adapted, tmp_path)
 
 
 def test_step_budget_is_respected(adapted):
-    _, out = adapted
+    _, out, _ = adapted
     record = json.loads((out / 'clip' / 'adapted.json').read_text())
     # `steps` is Adam's own step count, not the budget's
     assert record['steps'] == record['max_steps'] == STEPS
@@ -114,7 +128,7 @@ def test_step_budget_is_respected(adapted):
 
 
 def test_result_frames_are_written_with_the_adapted_weights(data, adapted):
-    _, out = adapted
+    _, out, _ = adapted
     frames = list_images(out / 'clip' / 'adapted' / 'clip')
     # without --border the frames that are the centre of a 5-frame window
     assert [os.path.basename(p) for p in frames] == [f'{i:08d}.png' for i in range(2, N_FRAMES - 2)]
@@ -150,17 +164,19 @@ def test_training_set_links_frame_folders_and_decodes_videos(data, tmp_path):
     assert len(list_images(data / 'LR' / 'clip')) == N_FRAMES
 
 
-def test_time_budget_ends_after_the_step_under_way():
+def test_time_budget_ends_after_the_step_under_way_and_leaves_out_the_first():
     budget = adapt.Budget(None, 0.05)
     assert not budget.exhausted()
+    budget.wall_start -= 100  # a first step that compiled for 100 s
+    assert not budget.after_step() and budget.first_step >= 100 and budget.counted() < 0.05
     budget.wall_start -= 0.1
-    assert budget.after_step() and budget.done == 1
+    assert budget.after_step() and budget.done == 2
     steps = adapt.Budget(2, 3600)
     assert [steps.after_step(), steps.after_step()] == [False, True]
 
 
 def test_rerun_replaces_its_own_weights_but_not_a_changed_file(data, adapted, capsys):
-    _, out = adapted
+    _, out, _ = adapted
     weights = out / 'clip' / 'adapted.pkl'
     args = adapt.parse_args(argv(data, out, '--steps', '1'))
     adapt.check_weights_destination(args)  # its own, unchanged: accepted

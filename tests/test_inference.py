@@ -230,7 +230,59 @@ def test_presets_find_the_published_model_file(tmp_path, monkeypatch, present, c
         (tmp_path / 'pretrain_models' / f'self_blind_vsr_gaussian{ext}').write_bytes(b'')
     expected = os.path.join('pretrain_models', f'self_blind_vsr_gaussian{chosen}')
     assert inference.parse_args(['--quick_test', 'Gaussian_SPMCS']).model_path == expected
-    assert inference.parse_args([]).model_path == expected  # the default model is the Gaussian one
+    args = inference.parse_args([])
+    assert (args.model_path, args.default_model_line) == (expected, None)  # the default model is the Gaussian one
+
+
+def quiet_env():
+    """The environment of a user who set nothing: without the log_silent this process's Jittor set."""
+    return {k: v for k, v in os.environ.items() if k != 'log_silent'}
+
+
+def test_without_model_path_or_published_model_the_shipped_model_runs_and_says_so(data, tmp_path):
+    video = tmp_path / 'some.mp4'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 25, (LR_W, LR_H))
+    for name in sorted(os.listdir(data / 'LR' / 'clipA'))[:5]:
+        writer.write(cv2.imread(str(data / 'LR' / 'clipA' / name)))
+    writer.release()
+    sbvsr_infer = os.path.join(os.path.dirname(sys.executable), 'sbvsr-infer')
+    done = subprocess.run([sbvsr_infer, '--input_path', 'some.mp4', '--save_video', 'True'], cwd=tmp_path,
+                          env=quiet_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        'sbvsr-infer: no --model_path given and no pretrain_models/self_blind_vsr_gaussian.pt: using `embedded`, '
+        'the small model shipped in the package; the published models (self_blind_vsr_gaussian.pt, '
+        'self_blind_vsr_realistic.pt) come from the authors\' Google Drive folder linked in docs/reproduction.md '
+        'and go in pretrain_models/')
+    assert '[i ' not in done.stderr + done.stdout  # none of Jittor's log lines
+    final = tmp_path / 'infer_results' / 'some' / 'unknown'
+    assert json.loads((final / 'metrics.json').read_text())['model_path'].endswith('embedded.npz')
+    assert len(list((final / 'some').glob('*.png'))) == 1 and (final / 'some.mp4').is_file()
+
+
+def test_a_command_failing_after_jittor_started_prints_its_sentence_alone(data, tmp_path):
+    poisoned = seeded_state(parity_file('small_config_keys.tsv'), 0)
+    poisoned['recons_net.0.conv1.bias'][5] = np.nan
+    save_state_dict_file(poisoned, tmp_path / 'poisoned.pkl')
+    command = [sys.executable, '-m', 'jittor_self_blind_vsr.inference', '--input_path', str(data / 'LR'),
+               '--model_path', str(tmp_path / 'poisoned.pkl'), '--result_path', str(tmp_path / 'out')]
+    quiet = subprocess.run(command, env=quiet_env(), capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [
+        f'sbvsr-infer: {tmp_path / "poisoned.pkl"} holds NaN or infinite values in recons_net.0.conv1.bias: '
+        f'model weights must be finite numbers']
+    verbose = subprocess.run(command + ['--verbose'], env=quiet_env(), capture_output=True, text=True, timeout=600)
+    assert verbose.returncode == 1 and 'cache_path:' in verbose.stderr  # Jittor's own lines are back
+    assert verbose.stderr.splitlines()[-1] == quiet.stderr.splitlines()[-1]
+
+
+def test_a_missing_model_names_where_the_published_ones_come_from(data, tmp_path, capsys):
+    assert inference.main(cli(data, tmp_path / 'out') + ['--model_path', str(tmp_path / 'nope.pt')]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f'sbvsr-infer: the model {tmp_path / "nope.pt"} does not exist: the published models '
+        f'(self_blind_vsr_gaussian.pt, self_blind_vsr_realistic.pt) come from the authors\' Google Drive folder '
+        f'linked in docs/reproduction.md and go in pretrain_models/; --model_path embedded runs the small model '
+        f'shipped in the package')
 
 
 def test_options_given_win_over_the_preset():

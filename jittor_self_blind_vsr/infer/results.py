@@ -45,7 +45,8 @@ MANIFEST = '.frames.jsonl'  # one JSON line per finished frame, in order: clip, 
 RESUME_RECORD = '.resume.json'  # what a run resuming this staging folder must share with it
 BOOKKEEPING = (MANIFEST, RESUME_RECORD)
 # Options that do not change a frame, so a resumed run may give them differently.
-NOT_IN_IDENTITY = ('infer_flag', 'quick_test', 'resume', 'model_path', 'result_path', 'dataset_name', 'blur_type')
+NOT_IN_IDENTITY = ('infer_flag', 'quick_test', 'resume', 'model_path', 'result_path', 'dataset_name', 'blur_type',
+                   'verbose', 'default_model_line')
 # The temporary files utils/atomic.py and the video writer leave when a process is killed outright.
 DEBRIS = re.compile(r'^\..+\.[0-9a-f]{8}\.tmp$|^\..+\.partial\.\w+$')
 LOG_FIRST_LINE = 'Inference - '

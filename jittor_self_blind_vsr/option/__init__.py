@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 
 from jittor_self_blind_vsr.model.specification import PUBLISHED_CONFIG
-from jittor_self_blind_vsr.utils.cli import UserError
+from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, UserError
 
 # The repository keeps the templates in its top-level templates/; setup.py maps that folder
 # into the package as this sub-package, so a wheel and an editable install both hold them.
@@ -142,6 +142,7 @@ def _add_hardware(parser):
                        help="exact: the original's float32 arithmetic; fast: on the CPU, oneDNN's Winograd "
                             "kernel for the trunk's 3x3 convolutions without gradients, brgconv elsewhere "
                             "(docs/model.md)")
+    group.add_argument('--verbose', action='store_true', help=VERBOSE_HELP)
     group.add_argument('--n_GPUs', type=positive_int, default=1,
                        help='kept for the original command lines; several devices train with mpirun -np N')
     group.add_argument('--seed', type=seed_int, default=1, help='random seed')

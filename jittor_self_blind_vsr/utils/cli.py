@@ -9,6 +9,9 @@ import sys
 
 from jittor_self_blind_vsr.utils import interrupt
 
+# the commands' --verbose (runtime.show_jittor_log)
+VERBOSE_HELP = "also show Jittor's own log lines (compiler, cache folder, CUDA search), silent by default"
+
 
 class UserError(Exception):
     """A problem the user can fix; its message is a sentence naming the cause.
