@@ -28,6 +28,14 @@ from jittor_self_blind_vsr.utils.resample import LR_GRIDS
 PROGRAM = 'sbvsr-infer'
 # The original's --quick_test presets: (blur type, test set).
 PRESETS = ('Gaussian_REDS4', 'Gaussian_Vid4', 'Gaussian_SPMCS', 'Realistic_REDS4')
+# What the original's code scored with the published weights, where a score could be checked
+# (docs/reproduction.md, "Expected numbers", has the source and its caveats).
+REFERENCE_SCORES = {
+    'Realistic_REDS4': ('the original PyTorch code with the published weights scored 27.075 dB / 0.7695 (clips 000, '
+                        '011, 015, 020: 24.775, 27.615, 29.680, 26.229 dB) in an independent run on PyTorch >= 1.7, '
+                        'i.e. with --align_corners False (github.com/Athena-Re/Self-Blind-VSR-with-Jittor, README of '
+                        '2025-06-23); this port computes the original\'s function for the same weights'),
+}
 TILE_OVERLAP = 16
 NAME_MAX = 255  # bytes of a file name on Linux's file systems
 # What the staging folder's name '.<blur_type>.partial-XXXXXXXX' adds to --blur_type.
@@ -139,6 +147,13 @@ def parse_args(argv=None, parser=None):
         args.model_path, args.default_model_line = default_model()
     args.model_path = weights.resolve(args.model_path)  # the log and results.json name the real file
     return args
+
+
+def reference_line(preset):
+    """The line a --quick_test run ends with: what to compare its total with."""
+    score = REFERENCE_SCORES.get(preset, f'no score of the original with the published weights on {preset} could '
+                                         f'be checked offline')
+    return f'# Reference: {score}; sources and caveats: docs/reproduction.md, "Expected numbers"'
 
 
 def default_model():
@@ -273,6 +288,8 @@ def main(argv=None):
 
     def work():
         print(f'results: {infer(args)}')
+        if args.quick_test != '.':
+            print(reference_line(args.quick_test))
     return run_command(PROGRAM, work, kept=kept, write_target=f'the results in {final}')
 
 
