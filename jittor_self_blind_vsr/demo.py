@@ -261,6 +261,8 @@ def report(scores, n_frames, side_dir):
     print(f'\nPSNR/SSIM against the ground truth, {n_frames} frames, {CROP_BORDER}-pixel border cropped:')
     for name, (psnr, ssim) in scores.items():
         print(f'{name:8s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}')
+    (psnr, ssim), (base_psnr, base_ssim) = scores['ours'], scores['bicubic']
+    print(f'margin   PSNR {psnr - base_psnr:+6.2f} dB  SSIM {ssim - base_ssim:+.4f}  (ours - bicubic)')
     print(f'Side-by-side images (LR bicubic | ours | GT): {side_dir}')
 
 

@@ -262,6 +262,8 @@ def test_tiny_run_writes_images_and_prints_matching_scores(shipped_demo, tmp_pat
     ours = np.mean([(calc_psnr(a, b), calc_ssim(a, b)) for a, b in zip(sr, hr)], 0)
     np.testing.assert_allclose(scores['bicubic'], bicubic, atol=0.006)
     np.testing.assert_allclose(scores['ours'], ours, atol=0.006)
+    margin = re.search(r'^margin\s+PSNR\s+([+-][\d.]+) dB\s+SSIM\s+([+-][\d.]+)  \(ours - bicubic\)$', printed, re.M)
+    np.testing.assert_allclose([float(margin[1]), float(margin[2])], ours - bicubic, atol=0.011)
     saved = json.loads((out / 'demo_scores.json').read_text())
     np.testing.assert_allclose([saved['ours']['psnr'], saved['ours']['ssim']], ours, rtol=1e-9)
 
