@@ -210,9 +210,9 @@ def test_an_interrupted_run_resumes_without_redoing_finished_frames(data, tmp_pa
     assert code == 128 + signum, err[-2000:]
     resumable = tmp_path / 'd' / '.b.resumable'
     if signum == signal.SIGINT:
-        assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted (SIGINT): no results were written; '
-                                                f'{tmp_path / "d" / "b"} was not created; 4 finished frames are '
-                                                f'kept in {resumable} for --resume')
+        assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted (SIGINT): nothing was moved into '
+                                                f'{tmp_path / "d" / "b"} (it was not created); 4 restored frames '
+                                                f'are kept in {resumable}, and --resume continues from there')
         assert sorted(os.listdir(resumable)) == ['.frames.jsonl', '.resume.json', 'clip', 'inference_log.txt']
     finished = png_files(resumable)
     assert len(finished) >= 4
