@@ -251,13 +251,16 @@ def restore(args, model=None):
 def infer_batch(args, batch):
     """Restore every video of `batch` with one model, each into its own results folder; a video that
     fails is said in one line and skipped. Raises BatchFailed when one did."""
-    model = Model(args)
-    for video in batch.videos:
-        batch.start(video)
-        try:
-            batch.finish(video, restore(video.args, model))
-        except (UserError, OSError) as error:
-            batch.fail(video, error)
+    try:
+        model = Model(args)
+        for video in batch.videos:
+            batch.start(video)
+            try:
+                batch.finish(video, restore(video.args, model))
+            except (UserError, OSError) as error:
+                batch.fail(video, error)
+    finally:
+        batch.tidy()
     batch.end()
 
 

@@ -86,6 +86,13 @@ def test_a_folder_with_broken_videos_restores_the_others_and_says_which_failed(d
                            f'  x: failed: {data / "clips" / "x.mp4"} {unreadable}']
 
 
+def test_a_batch_of_broken_videos_only_fails_and_leaves_nothing(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert inference.main(cli(data / 'clips' / '[tx].mp4', out)) == 1
+    assert messages(capsys.readouterr().err)[-1] == 'sbvsr-infer: 2 of 2 videos failed and were skipped (t, x); 0 restored'
+    assert not out.exists()
+
+
 def test_a_glob_with_ground_truth_loads_the_model_once_and_scores_each_video(data, tmp_path, capsys, monkeypatch):
     loads, warm_ups = [], []
     load_model, warm_up = restorer.load_model, restorer.warm_up

@@ -80,8 +80,8 @@ from jittor_self_blind_vsr.infer.results import InferenceRun
 tracemalloc.start()
 log_warm_up, at_loop = InferenceRun.log_warm_up, []
 
-def warmed_up(self, size, seconds):  # the frame loop starts: Python memory is measured from here
-    log_warm_up(self, size, seconds)
+def warmed_up(self, *args):  # the frame loop starts: Python memory is measured from here
+    log_warm_up(self, *args)
     tracemalloc.reset_peak()
     at_loop.append(tracemalloc.get_traced_memory()[0])
 

@@ -81,6 +81,9 @@ class Batch:
 
     def __init__(self, args, paths, program):
         self.program = program
+        # each video's lock removes the folders it made when they stay empty; OUT is the batch's to remove
+        self.made_root = not os.path.isdir(args.result_path)
+        self.root = args.result_path
         root = os.path.join(args.result_path, args.dataset_name)
         if os.path.isdir(args.input_path) and (is_inside(root, args.input_path) or is_inside(args.input_path, root)):
             raise InferenceError(f'the results root {root} and the input folder {args.input_path} lie inside one '
@@ -112,6 +115,14 @@ class Batch:
             video.error = one_line(error)
         video.state = 'failed'
         print(f'{self.program}: video {video.path} failed and is skipped: {video.error}', file=sys.stderr, flush=True)
+
+    def tidy(self):
+        """Remove OUT when the batch made it and no video left anything there."""
+        if self.made_root:
+            try:
+                os.rmdir(self.root)
+            except OSError:
+                pass
 
     def summary(self):
         """The lines printed at the end: per video its frames, PSNR and SSIM (with GT), seconds and results
