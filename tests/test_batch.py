@@ -144,6 +144,9 @@ def refusal(data, tmp_path):
                                                             f'no file'),
         'folders and videos': (cli(mixed, out), f'the input path {mixed} holds both video folders and video files '
                                                 f'(a.mp4); move one kind elsewhere'),
+        'frames': (cli(data / 'hr' / 'b' / '*.png', out), f'the input pattern {data / "hr" / "b" / "*.png"} matches '
+                                                         f'the image {data / "hr" / "b" / "00000000.png"}: give the '
+                                                         f'folder of the frames instead'),
         'GT missing': (cli(pattern, out, '--gt_path', str(only_a)),
                        f'the GT folder {only_a} holds no video or frame folder named b (for '
                        f'{data / "clips" / "b.mp4"}); give ground truth for every video of the batch, or no --gt_path'),
@@ -159,7 +162,7 @@ def refusal(data, tmp_path):
     }
 
 
-@pytest.mark.parametrize('case', ['same name', 'no match', 'folders and videos', 'GT missing', 'GT not a folder',
+@pytest.mark.parametrize('case', ['same name', 'no match', 'folders and videos', 'frames', 'GT missing', 'GT not a folder',
                                   'GT videos for one video', 'results inside'])
 def test_a_batch_that_cannot_run_is_one_sentence_before_any_work(data, tmp_path, capsys, case):
     argv, sentence = refusal(data, tmp_path)[case]

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from jittor_self_blind_vsr.infer import InferenceError
-from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, list_images, list_subfolders, natural_key,
-                                                  read_image)
+from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is_image_file, list_images,
+                                                  list_subfolders, natural_key, read_image)
 from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, SSIM_WINDOW
 
 # FFmpeg inside OpenCV prints its own lines for a damaged file ('moov atom not found'); the
@@ -173,6 +173,9 @@ def batch_videos(path):
         if not os.path.isfile(match):
             raise InferenceError(f'the input pattern {path} matches {match}, which is not a file: a pattern must '
                                  f'match video files only')
+        if is_image_file(match):  # a frame of a clip, which OpenCV would open as a video of one frame
+            raise InferenceError(f'the input pattern {path} matches the image {match}: give the folder of the '
+                                 f'frames instead')
     return matches
 
 
