@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jittor_self_blind_vsr import inference
-from jittor_self_blind_vsr.infer.results import check_destination, kept_for_resume, results_folder, sha256_of_file
+from jittor_self_blind_vsr.infer.results import check_destination, left_behind, results_folder, sha256_of_file
 from jittor_self_blind_vsr.infer.sources import collect_clips
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import show_jittor_log
@@ -315,12 +315,10 @@ def main(argv=None):
     state = {}
 
     def kept():
-        resumable = kept_for_resume(args)
         if 'weights' in state:
-            return (f'the adapted weights {state["weights"]} are complete'
-                    + (f' and {resumable}' if resumable else '') + f'; no results were written to {final}')
-        return ('no adapted weights and no results were written'
-                + (f' ({resumable})' if resumable else '') + f'; the input model {args.input_model} is unchanged')
+            return f'the adapted weights {state["weights"]} are complete; {left_behind(args)}'
+        return f'no adapted weights were written and the input model {args.input_model} is unchanged; ' \
+               f'{left_behind(args)}'
 
     def work():
         print(f'results: {run_adaptation(args, state)}')

@@ -14,15 +14,16 @@ import time
 
 from jittor_self_blind_vsr import weights
 from jittor_self_blind_vsr.infer import InferenceError, tiling, video
+from jittor_self_blind_vsr.infer.batch import PARTLY_FAILED, Batch
 from jittor_self_blind_vsr.infer.lock import OutputLock
 from jittor_self_blind_vsr.infer.progress import Progress
-from jittor_self_blind_vsr.infer.results import (VIDEO_FORMATS, InferenceRun, check_destination, kept_for_resume,
+from jittor_self_blind_vsr.infer.results import (VIDEO_FORMATS, InferenceRun, check_destination, left_behind,
                                                  results_folder)
-from jittor_self_blind_vsr.infer.sources import collect_clips, cropped_size, window_count
+from jittor_self_blind_vsr.infer.sources import batch_videos, collect_clips, cropped_size, input_name, window_count
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor, show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
-from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, run_command
+from jittor_self_blind_vsr.utils.cli import VERBOSE_HELP, UserError, run_command
 from jittor_self_blind_vsr.utils.resample import LR_GRIDS
 
 PROGRAM = 'sbvsr-infer'
@@ -69,7 +70,10 @@ def _flag(parser, name, default, text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROGRAM, description='Self-Blind-VSR inference (Jittor)')
+    parser = argparse.ArgumentParser(prog=PROGRAM, description='Self-Blind-VSR inference (Jittor)',
+                                     epilog=f'exit status: 0 done; 1 bad input or a failed run; 2 bad options; '
+                                            f'{PARTLY_FAILED} a batch partly failed (some videos restored, others '
+                                            f'skipped); 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP')
     _flag(parser, '--save_image', True, 'save the restored frames as PNG (default True)')
     _flag(parser, '--border', False, 'also restore the first and last n_seq//2 frames of each video')
     _flag(parser, '--save_video', False, 'also write each restored clip as a video file')
@@ -86,15 +90,19 @@ def build_parser():
     parser.add_argument('--fps', type=positive_float, default=None,
                         help='frame rate of --save_video (default: the input video\'s, else 25)')
     parser.add_argument('--input_path', default=os.path.join('dataset', 'input'),
-                        help='folder of video folders, one folder of frames, or a video file')
-    parser.add_argument('--gt_path', default=None, help='ground truth in the same form (optional)')
+                        help='folder of video folders, one folder of frames, or a video file; or, as a batch, a '
+                             'folder of video files or a quoted glob pattern (\'clips/*.mp4\'): each video then '
+                             'has its own results in OUT/<dataset_name>/<video name>/<blur_type>/')
+    parser.add_argument('--gt_path', default=None, help='ground truth in the same form (optional); for a batch, a '
+                                                        'folder holding a GT video or frame folder named after '
+                                                        'each video')
     parser.add_argument('--model_path', default=None,
                         help='.pt (published PyTorch) or .pkl (converted) model file, or `embedded` for the '
                              'model shipped in the package (default: the published Gaussian model in '
                              'pretrain_models/, else `embedded`)')
     parser.add_argument('--result_path', default='infer_results', help='results root OUT')
     parser.add_argument('--dataset_name', default=None, help='results go to OUT/<dataset_name>/<blur_type>/ '
-                                                             '(default: the input\'s name)')
+                                                             '(default: the input\'s name; a pattern\'s folder\'s)')
     parser.add_argument('--blur_type', default='unknown', help='second level of the results folder')
     parser.add_argument('--infer_flag', default='.', help='label of this run in the log (default: the time)')
     parser.add_argument('--quick_test', default='.', choices=('.',) + PRESETS,
@@ -146,7 +154,7 @@ def parse_args(argv=None, parser=None):
     if args.resume and not args.save_image:
         parser.error('--resume keeps the finished frames as PNG files: it needs --save_image')
     if args.dataset_name is None:
-        args.dataset_name = os.path.splitext(os.path.basename(os.path.abspath(args.input_path)))[0]
+        args.dataset_name = input_name(args.input_path)
     if args.infer_flag == '.':
         args.infer_flag = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())
     args.default_model_line = None
@@ -234,34 +242,92 @@ def start_jittor(device, precision='exact'):
     return jt
 
 
+def tiling_line(args, size, tile, config):
+    """The log line of how frames of `size` (LR h, w) are tiled, or None without --tile and --max_memory."""
+    if not args.tile and args.max_memory is None:
+        return None
+    overlap = args.tile_overlap
+    height, width = shape = tiling.tile_shape(size, tile, overlap)
+    tiled = tile if shape != tuple(size) else 0  # a tile that covers the frame restores it untiled
+    peak = tiling.estimated_peak(size, tiled, overlap, args.n_seq, config['n_feat'], args.scale, args.precision)
+    peak = f'estimated peak memory {peak / tiling.GIB:.2f} GiB (CPU)'
+    if args.max_memory is not None:
+        peak = f'memory budget {args.max_memory:g} GiB (--max_memory), {peak}'
+    if shape == tuple(size):
+        return f'# Tiles of LR {size[0]}x{size[1]}: none, whole frames; {peak}'
+    count = len(tiling.tile_starts(size[0], height, overlap)) * len(tiling.tile_starts(size[1], width, overlap))
+    chosen = ' chosen' if args.max_memory is not None else ''
+    return (f'# Tiles of LR {size[0]}x{size[1]}: {count} per frame of {height}x{width} LR pixels '
+            f'(--tile {tile}{chosen}), overlap {overlap} LR pixels; {peak}')
+
+
+class Model:
+    """The network of a run, built once, and the warm-ups done with it: a batch of videos loads and
+    compiles the model once, not per video."""
+
+    def __init__(self, args):
+        if args.default_model_line:  # once the input is known to be good, so a refusal stays one sentence
+            print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
+        self.jt = start_jittor(args.device, args.precision)
+        from jittor_self_blind_vsr.infer import restorer
+        self.net, self.config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
+        self.seconds = {}  # (LR size, tile): seconds of its warm-up
+
+    def warm_up(self, size, tile, args):
+        """(seconds of the warm-up of frames of `size` with this tiling, whether an earlier video had it)."""
+        earlier = (size, tile) in self.seconds
+        if not earlier:
+            from jittor_self_blind_vsr.infer import restorer
+            self.seconds[size, tile] = restorer.warm_up(self.net, size, tile, args.tile_overlap, args.n_seq)
+        return self.seconds[size, tile], earlier
+
+
 def infer(args):
     """Restore, score and save every clip; returns the results folder."""
+    return restore(args).final
+
+
+def restore(args, model=None):
+    """The InferenceRun that restored, scored and saved every clip, with `model` (default: loaded here)."""
     check_args(args)
     with OutputLock(args):
-        return _infer(args)
+        return _infer(args, model)
 
 
-def _infer(args):
+def infer_batch(args, batch):
+    """Restore every video of `batch` with one model, each into its own results folder; a video that
+    fails is said in one line and skipped. Raises BatchFailed when one did."""
+    try:
+        model = Model(args)
+        for video in batch.videos:
+            batch.start(video)
+            try:
+                batch.finish(video, restore(video.args, model))
+            except (UserError, OSError) as error:
+                batch.fail(video, error)
+    finally:
+        batch.tidy()
+    batch.end()
+
+
+def _infer(args, model=None):
     check_destination(args)
     clips = collect_clips(args)
     check_names(args, clips)
-    if args.default_model_line:  # once the input is known to be good, so a refusal stays one sentence
-        print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
-    jt = start_jittor(args.device, args.precision)
+    model = model or Model(args)
     from jittor_self_blind_vsr.infer import restorer
-    net, config = restorer.load_model(args.model_path, args.scale, args.n_seq, args.align_corners)
+    net, config = model.net, model.config
     tiles = tile_sizes(args, dict.fromkeys(cropped_size(c.lr.size, args.size_must_mode) for c in clips), config)
     run = InferenceRun(args, config, current_device(), clips)
     try:
         run.log_header()
         for size, tile in tiles.items():
-            shape = tiling.tile_shape(size, tile, args.tile_overlap)
-            if shape != size:
-                run.log(f'# Tiles of LR {size[0]}x{size[1]}: {shape[0]}x{shape[1]} (--tile {tile}), '
-                        f'overlap {args.tile_overlap}')
-        with jt.no_grad():
+            line = tiling_line(args, size, tile, config)
+            if line is not None:
+                run.log(line)
+        with model.jt.no_grad():
             for size, tile in tiles.items():
-                run.log_warm_up(size, restorer.warm_up(net, size, tile, args.tile_overlap, args.n_seq))
+                run.log_warm_up(size, *model.warm_up(size, tile, args))
             for clip in clips:
                 size = cropped_size(clip.lr.size, args.size_must_mode)
                 windows = restorer.clip_restorer(net, size, tiles[size], args.tile_overlap, args.lr_grid)
@@ -279,7 +345,7 @@ def _infer(args):
     except BaseException:
         run.abort()
         raise
-    return run.final
+    return run
 
 
 def main(argv=None):
@@ -287,14 +353,19 @@ def main(argv=None):
     if args.verbose:
         show_jittor_log()
     final = results_folder(args)
+    batch = []  # the Batch, when the input is one
 
     def kept():
-        state = 'is unchanged' if os.path.lexists(final) else 'was not created'
-        resumable = kept_for_resume(args)
-        return f'no results were written; {final} {state}' + (f'; {resumable}' if resumable else '')
+        return batch[0].stopped() if batch else left_behind(args)
 
     def work():
-        print(f'results: {infer(args)}')
+        videos = batch_videos(args.input_path)
+        if videos is None:
+            print(f'results: {infer(args)}')
+        else:
+            check_args(args)
+            batch.append(Batch(args, videos, PROGRAM))
+            infer_batch(args, batch[0])
         if args.quick_test != '.':
             print(reference_line(args.quick_test))
     return run_command(PROGRAM, work, kept=kept, write_target=f'the results in {final}')

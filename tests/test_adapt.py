@@ -279,8 +279,10 @@ def test_ctrl_c_while_adapting_leaves_no_file(data, tmp_path, monkeypatch):
     inputs = snapshot(data)
     code, err = signal_when_ready(STOP_WHILE_ADAPTING, argv(data, out, '--steps', '5'), signal.SIGINT, group=True)
     assert code == 130, err[-3000:]
-    assert err.strip().splitlines()[-1] == (f'sbvsr-adapt: interrupted (SIGINT): no adapted weights and no results '
-                                            f'were written; the input model {data / "small.pkl"} is unchanged')
+    assert err.strip().splitlines()[-1] == (f'sbvsr-adapt: interrupted (SIGINT): no adapted weights were written '
+                                            f'and the input model {data / "small.pkl"} is unchanged; nothing was moved '
+                                            f'into {out / "clip" / "adapted"} (it was not created) and no restored '
+                                            f'frames were kept')
     assert not out.exists()
     assert list(scratch.iterdir()) == []
     assert snapshot(data) == inputs
@@ -311,8 +313,9 @@ def test_ctrl_c_while_restoring_with_resume_names_the_kept_frames(data, tmp_path
     assert code == 130, err[-3000:]
     weights, resumable, final = out / 'clip' / 'adapted.pkl', out / 'clip' / '.adapted.resumable', out / 'clip' / 'adapted'
     assert err.strip().splitlines()[-1] == (f'sbvsr-adapt: interrupted (SIGINT): the adapted weights {weights} are '
-                                            f'complete and 2 finished frames are kept in {resumable} for --resume; '
-                                            f'no results were written to {final}')
+                                            f'complete; nothing was moved into {final} (it was not created); 2 '
+                                            f'restored frames are kept in {resumable}, and --resume continues from '
+                                            f'there')
     assert len(list_images(resumable / 'clip')) == 2 and not final.exists()
     assert 'Traceback' not in err
 

@@ -595,7 +595,8 @@ def test_full_disk_at_the_start_leaves_nothing_and_names_the_folder(data, tmp_pa
     out = tmp_path / 'out'
     err = refused(data, capsys, cli(data, out), 'No space left on device')
     final = out / 'REDS4' / 'Gaussian'
-    assert err == f'sbvsr-infer: No space left on device (the results in {final}); no results were written; {final} was not created'
+    assert err == (f'sbvsr-infer: No space left on device (the results in {final}); nothing was moved into {final} '
+                   f'(it was not created) and no restored frames were kept')
     assert not out.exists()
 
 
@@ -624,6 +625,7 @@ def test_a_signal_mid_run_keeps_the_earlier_result(data, tmp_path, capsys, signu
     code, err = signal_when_ready(SLOW_INFERENCE, cli(data, out, '--infer_flag', 'second'), signum)
     assert code == 128 + signum, err[-3000:]
     name = signal.Signals(signum).name
-    assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted ({name}): no results were written; '
-                                            f'{out / "REDS4" / "Gaussian"} is unchanged')
+    assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted ({name}): nothing was moved into '
+                                            f'{out / "REDS4" / "Gaussian"} (it is unchanged) and no restored frames '
+                                            f'were kept')
     assert snapshot(out) == before  # byte-identical, and no staging folder left

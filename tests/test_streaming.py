@@ -80,8 +80,8 @@ from jittor_self_blind_vsr.infer.results import InferenceRun
 tracemalloc.start()
 log_warm_up, at_loop = InferenceRun.log_warm_up, []
 
-def warmed_up(self, size, seconds):  # the frame loop starts: Python memory is measured from here
-    log_warm_up(self, size, seconds)
+def warmed_up(self, *args):  # the frame loop starts: Python memory is measured from here
+    log_warm_up(self, *args)
     tracemalloc.reset_peak()
     at_loop.append(tracemalloc.get_traced_memory()[0])
 
@@ -210,9 +210,9 @@ def test_an_interrupted_run_resumes_without_redoing_finished_frames(data, tmp_pa
     assert code == 128 + signum, err[-2000:]
     resumable = tmp_path / 'd' / '.b.resumable'
     if signum == signal.SIGINT:
-        assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted (SIGINT): no results were written; '
-                                                f'{tmp_path / "d" / "b"} was not created; 4 finished frames are '
-                                                f'kept in {resumable} for --resume')
+        assert err.strip().splitlines()[-1] == (f'sbvsr-infer: interrupted (SIGINT): nothing was moved into '
+                                                f'{tmp_path / "d" / "b"} (it was not created); 4 restored frames '
+                                                f'are kept in {resumable}, and --resume continues from there')
         assert sorted(os.listdir(resumable)) == ['.frames.jsonl', '.resume.json', 'clip', 'inference_log.txt']
     finished = png_files(resumable)
     assert len(finished) >= 4

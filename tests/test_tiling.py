@@ -145,11 +145,35 @@ def test_the_cli_restores_by_tiles(clip, tmp_path):
     assert inference.main(cli(clip, tmp_path / 'tiled', '--tile', '40', '--tile_overlap', '16')) == 0
     whole, tiled = tmp_path / 'whole' / 'clip' / 'x', tmp_path / 'tiled' / 'clip' / 'x'
     log = next(tiled.glob('inference_log*.txt')).read_text()
-    assert '# Tiles of LR 48x64: 32x40 (--tile 40), overlap 16' in log
+    # 2x2 tiles of 32x40 (rows 0-31 and 16-47, columns 0-39 and 24-63); the memory model's peak, by hand:
+    # 0.229 GiB + 27.65 KiB x 1280 (tile) + 4 x 5 x 35 x 3840 (the other tiles' features) + 4 x 189.49 x 3072
+    # (pyramids, flows, decoder) + 6 x 4 x 3 x 16 x 3072 (HR output) bytes = 0.2707 GiB
+    assert ('# Tiles of LR 48x64: 4 per frame of 32x40 LR pixels (--tile 40), overlap 16 LR pixels; estimated peak '
+            'memory 0.27 GiB (CPU)') in log.splitlines()
     names = sorted(p.relative_to(whole) for p in whole.rglob('*.png'))
     assert len(names) == N_FRAMES and names == sorted(p.relative_to(tiled) for p in tiled.rglob('*.png'))
     for name in names:
         assert psnr(read_image(tiled / name) / 255.0, read_image(whole / name) / 255.0) > 45
+
+
+@pytest.mark.parametrize('argv, line', [
+    (['--max_memory', '0.28'], '# Tiles of LR 48x64: 4 per frame of 32x40 LR pixels (--tile 47 chosen), overlap 16 LR '
+                               'pixels; memory budget 0.28 GiB (--max_memory), estimated peak memory 0.27 GiB (CPU)'),
+    (['--max_memory', '0.27', '--tile_overlap', '8'],
+     # 2 rows of 28 (0-27, 20-47) by 2 columns of 36 (0-35, 28-63)
+     '# Tiles of LR 48x64: 4 per frame of 28x36 LR pixels (--tile 47 chosen), overlap 8 LR pixels; memory budget '
+     '0.27 GiB (--max_memory), estimated peak memory 0.26 GiB (CPU)'),
+    # untiled: 0.229 GiB + 27.65 KiB x 3072 = 0.310 GiB
+    (['--max_memory', '0.5'], '# Tiles of LR 48x64: none, whole frames; memory budget 0.5 GiB (--max_memory), '
+                              'estimated peak memory 0.31 GiB (CPU)'),
+    (['--tile', '64'], '# Tiles of LR 48x64: none, whole frames; estimated peak memory 0.31 GiB (CPU)'),
+    ([], None),
+])
+def test_the_tiling_line_names_tiles_overlap_and_memory(argv, line):
+    args = inference.parse_args(argv)
+    config = {'n_feat': 32}
+    tile = inference.tile_sizes(args, [(48, 64)], config)[48, 64]
+    assert inference.tiling_line(args, (48, 64), tile, config) == line
 
 
 def test_a_budget_too_small_for_the_frame_is_one_sentence_before_any_work(clip, tmp_path, capsys):

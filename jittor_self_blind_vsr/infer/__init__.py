@@ -8,7 +8,8 @@
 * results: the staged results folder, inference_log.txt, metrics.json/csv, and
   swapping a finished result in for an earlier one; the manifest of finished frames
   that keeps memory flat and lets --resume go on after an interruption;
-* progress: frames per second and the time left, on a terminal or as log lines.
+* progress: frames per second and the time left, on a terminal or as log lines;
+* batch: a folder of video files or a glob pattern, one run per video, and what became of each.
 """
 from jittor_self_blind_vsr.utils.cli import UserError
 

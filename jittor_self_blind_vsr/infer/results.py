@@ -72,16 +72,33 @@ def resumable_folder(args):
     return os.path.join(args.result_path, args.dataset_name, f'.{args.blur_type}.resumable')
 
 
+def resumable_count(args):
+    """How many finished frames an interrupted --resume run of `args` keeps in its staging folder."""
+    if not getattr(args, 'resume', False):
+        return 0
+    try:
+        return sum(1 for _ in read_manifest(os.path.join(resumable_folder(args), MANIFEST), args.gt_path is not None))
+    except OSError:
+        return 0
+
+
 def kept_for_resume(args):
     """'N finished frames are kept in FOLDER for --resume', or None when there are none."""
-    if not getattr(args, 'resume', False):
-        return None
-    folder = resumable_folder(args)
-    try:
-        count = sum(1 for _ in read_manifest(os.path.join(folder, MANIFEST), args.gt_path is not None))
-    except OSError:
-        return None
-    return f'{count} finished frames are kept in {folder} for --resume' if count else None
+    count = resumable_count(args)
+    return f'{count} finished frames are kept in {resumable_folder(args)} for --resume' if count else None
+
+
+def left_behind(args):
+    """What a run of `args` that stopped before moving its results into place left, in words: the results
+    folder untouched, and the restored frames --resume continues from, if any."""
+    final = results_folder(args)
+    state = 'it is unchanged' if os.path.lexists(final) else 'it was not created'
+    count = resumable_count(args)
+    if not count:
+        return f'nothing was moved into {final} ({state}) and no restored frames were kept'
+    frames = '1 restored frame is' if count == 1 else f'{count} restored frames are'
+    return (f'nothing was moved into {final} ({state}); {frames} kept in {resumable_folder(args)}, and --resume '
+            f'continues from there')
 
 
 def ffmpeg_program():
@@ -343,6 +360,7 @@ class InferenceRun:
         self.ffmpeg = video_program(args) if args.save_video else None
         self.kept = {}  # clip -> frames an interrupted run finished, kept by this one
         self.redo = None  # why the frames after the kept ones are restored again
+        self.total = None  # the Averages of every frame, once the summaries are written
         self.staging = None
         try:
             if args.resume:
@@ -505,9 +523,11 @@ class InferenceRun:
         if self.redo:
             self.log(f'# Resume: restoring again from there on, since {self.redo}')
 
-    def log_warm_up(self, size, seconds):
-        self.warmups.append(dict(lr_size=list(size), seconds=seconds))
-        self.log(f'# Warm-up (Jittor compilation, not timed below) LR {size[0]}x{size[1]}: {seconds:.3f}s')
+    def log_warm_up(self, size, seconds, earlier=False):
+        """`earlier`: the warm-up was done for an earlier video of a batch (the model is compiled once)."""
+        self.warmups.append(dict(lr_size=list(size), seconds=seconds, **({'earlier_video': True} if earlier else {})))
+        self.log(f'# Warm-up (Jittor compilation, not timed below) LR {size[0]}x{size[1]}: {seconds:.3f}s'
+                 + (', done for an earlier video of this batch' if earlier else ''))
 
     # -- per frame
     def start_clip(self, clip):
@@ -703,6 +723,7 @@ class InferenceRun:
 
     def write_summaries(self):
         clips, total = self.averages()
+        self.total = total
         for line in self.summary_lines(clips, total):
             self.log(line)
         self.log_file.close()

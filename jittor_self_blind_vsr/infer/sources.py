@@ -1,5 +1,7 @@
 """The clips to restore: found in a video file, a folder of frames or a folder of such
-folders, paired with their ground truth, checked, and read frame by frame."""
+folders, paired with their ground truth, checked, and read frame by frame; and the video
+files of a batch (a folder of video files, or a glob pattern)."""
+import glob
 import hashlib
 import math
 import os
@@ -10,8 +12,16 @@ import cv2
 import numpy as np
 
 from jittor_self_blind_vsr.infer import InferenceError
-from jittor_self_blind_vsr.utils.image_io import ImageReadError, image_size, list_images, list_subfolders, read_image
+from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is_image_file, list_images,
+                                                  list_subfolders, natural_key, read_image)
 from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, SSIM_WINDOW
+
+# FFmpeg inside OpenCV prints its own lines for a damaged file ('moov atom not found'); the
+# sentence of probe_video says what is wrong. Read when OpenCV first opens a video.
+os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
+# What a folder of videos counts as video files, by their names (other files there are ignored).
+VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.wmv', '.flv', '.mpg', '.mpeg', '.ts', '.mts',
+                    '.m2ts', '.3gp', '.ogv', '.y4m')
 
 
 @dataclass
@@ -127,10 +137,60 @@ def find_clips(path, role):
         raise InferenceError(f'the {role} path {path} is neither a folder nor a file (a FIFO or device?)')
     if list_images(path):
         return {os.path.basename(os.path.abspath(path)): probe_image_folder(path)}, False
-    folders = list_subfolders(path)
+    folders, videos = list_subfolders(path), list_videos(path)
+    if folders and videos:
+        raise InferenceError(f'the {role} path {path} holds both video folders and video files '
+                             f'({os.path.basename(videos[0])}); move one kind elsewhere')
+    if videos:
+        raise InferenceError(f'the {role} path {path} is a folder of video files: only sbvsr-infer\'s '
+                             f'--input_path takes it (as a batch); give one video here')
     if not folders:
-        raise InferenceError(f'the {role} path {path} holds neither frames nor video folders')
+        raise InferenceError(f'the {role} path {path} holds neither frames, video folders nor video files')
     return {os.path.basename(f): probe_image_folder(f) for f in folders}, True
+
+
+def list_videos(folder):
+    """Paths of the video files (by VIDEO_EXTENSIONS) directly inside `folder`, natural-sorted (hidden ones skipped)."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(VIDEO_EXTENSIONS) and not n.startswith('.')
+             and os.path.isfile(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
+
+
+def batch_videos(path):
+    """The video files of an input that is a batch, in natural order: a folder holding video files and
+    neither frames nor sub-folders, or a glob pattern (one that is not itself an existing path, which
+    wins); None for any other input."""
+    if os.path.lexists(path):
+        if not os.path.isdir(path) or list_images(path) or list_subfolders(path):
+            return None
+        return list_videos(path) or None
+    if not glob.has_magic(path):
+        return None
+    matches = sorted(glob.glob(path), key=natural_key)
+    if not matches:
+        raise InferenceError(f'the input pattern {path} matches no file')
+    for match in matches:
+        if not os.path.isfile(match):
+            raise InferenceError(f'the input pattern {path} matches {match}, which is not a file: a pattern must '
+                                 f'match video files only')
+        if is_image_file(match):  # a frame of a clip, which OpenCV would open as a video of one frame
+            raise InferenceError(f'the input pattern {path} matches the image {match}: give the folder of the '
+                                 f'frames instead')
+    return matches
+
+
+def input_name(path):
+    """The name of an input: a video file's stem, a folder's name, and for a glob pattern the name of the
+    deepest folder in it without wildcards ('clips' for 'clips/*.mp4')."""
+    if glob.has_magic(path) and not os.path.lexists(path):
+        while glob.has_magic(path):
+            path = os.path.dirname(path)
+        path = path or os.curdir
+    return os.path.splitext(os.path.basename(os.path.abspath(path)))[0]
+
+
+def video_stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 @dataclass
