@@ -1,9 +1,14 @@
-"""Every command the README and docs/*.md give for this package's tools parses as written:
-the commands of code blocks and of inline code are read out of the Markdown and handed to
-the tool's own argument parser (nothing runs)."""
+"""Every command the README and docs/*.md give for this package's tools and benchmarks parses
+as written: the commands of code blocks and of inline code are read out of the Markdown and
+handed to the tool's own argument parser (nothing runs; a benchmark's main() is stopped as
+soon as its parser returns)."""
+import argparse
+import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -30,7 +35,34 @@ LAUNCHERS = {
     'convert_pytorch_to_jittor': 'sbvsr-convert', 'script_gene_dataset_blurdown': 'sbvsr-gene-dataset',
     'visualize_results': 'sbvsr-visualize', 'sample_clips': 'python -m jittor_self_blind_vsr.sample_clips',
 }
+BENCHMARKS = {path.stem for path in (REPO / 'benchmarks').glob('*.py')}
 SHELL_BREAKS = {'|', '||', '&&', ';', '&'}
+
+
+class Parsed(Exception):
+    """Raised by the patched parser: the options were accepted, and the benchmark must not run."""
+
+
+def parse_benchmark(name, argv):
+    """Run benchmarks/<name>.py's main() as `python benchmarks/<name>.py argv` would, up to its
+    parser's return."""
+    spec = importlib.util.spec_from_file_location(f'benchmark_{name}', REPO / 'benchmarks' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    parse_args = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        parse_args(self, args, namespace)
+        raise Parsed
+
+    with mock.patch.object(sys, 'path', [str(REPO / 'benchmarks'), *sys.path]), \
+            mock.patch.object(sys, 'argv', [f'benchmarks/{name}.py', *argv]), \
+            mock.patch.object(argparse.ArgumentParser, 'parse_args', parse_then_stop):
+        spec.loader.exec_module(module)
+        try:
+            module.main()
+        except Parsed:
+            return
+    raise AssertionError(f'benchmarks/{name}.py returned without parsing its options')
 CODE_BLOCK = re.compile(r'^```[a-z]*\n(.*?)^```', re.S | re.M)
 INLINE_CODE = re.compile(r'`([^`\n]+)`')
 
@@ -50,6 +82,8 @@ def tool_of(words):
             module = words[2].rsplit('.', 1)[1]
             return (LAUNCHERS[module], words[3:]) if module in LAUNCHERS else None
         stem = Path(words[1]).stem
+        if words[1] == f'benchmarks/{stem}.py' and stem in BENCHMARKS:
+            return words[1], words[2:]
         if words[1].endswith('.py') and stem in LAUNCHERS and not words[1].startswith('benchmarks/'):
             return LAUNCHERS[stem], words[2:]
     return None
@@ -83,8 +117,8 @@ def documented_commands():
         pieces += [code for code in INLINE_CODE.findall(prose) if ' --' in code or ' -h' in code]
         for piece in pieces:
             for tool, argv in commands(piece):
-                if '...' in argv or any('...' in word for word in argv):
-                    continue  # an elided command in prose, not one to type
+                if any('...' in word or word.startswith('[') for word in argv):
+                    continue  # an elided command or a synopsis ([--option VALUE]), not a line to type
                 found.append((doc.name, tool, argv))
     return found
 
@@ -93,14 +127,18 @@ DOCUMENTED = documented_commands()
 
 
 def test_the_docs_give_commands_of_every_tool():
-    assert {tool for _, tool, _ in DOCUMENTED} == set(PARSERS)
-    assert len(DOCUMENTED) > 60
+    assert {tool for _, tool, _ in DOCUMENTED if tool in PARSERS} == set(PARSERS)
+    assert len({tool for _, tool, _ in DOCUMENTED if tool.startswith('benchmarks/')}) >= 9
+    assert len(DOCUMENTED) > 70
 
 
 @pytest.mark.parametrize('doc, tool, argv', DOCUMENTED, ids=[f'{d}:{t} {" ".join(a)}'[:90] for d, t, a in DOCUMENTED])
 def test_documented_command_parses(doc, tool, argv, capsys):
     try:
-        PARSERS[tool](argv)
+        if tool in PARSERS:
+            PARSERS[tool](argv)
+        else:
+            parse_benchmark(Path(tool).stem, argv)
     except SystemExit as stop:
         assert stop.code == 0, f'{doc}: `{tool} {shlex.join(argv)}` does not parse: {capsys.readouterr().err}'
     except UserError as error:
