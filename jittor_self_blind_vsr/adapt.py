@@ -285,6 +285,7 @@ def run_adaptation(args, state):
         if clip.lr.count < args.n_seq:
             raise AdaptError(f'video {clip.name} has {clip.lr.count} frames, fewer than the {args.n_seq} of one '
                              f'training window')
+    inference.check_model_exists(args.input_model)
     if args.default_model_line:
         print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
         args.default_model_line = None  # said once, not again by the inference below

@@ -181,11 +181,15 @@ def default_model():
                               f'in the package; {PUBLISHED_MODELS}')
 
 
+def check_model_exists(path):
+    """Refuse a model file that is not there, saying where the published ones come from."""
+    if not os.path.lexists(path):
+        raise InferenceError(f'the model {path} does not exist: {PUBLISHED_MODELS}; --model_path embedded runs the '
+                             f'small model shipped in the package')
+
+
 def check_args(args):
     """What the parser cannot check (the numeric options' ranges are their `type=`)."""
-    if not os.path.lexists(args.model_path):
-        raise InferenceError(f'the model {args.model_path} does not exist: {PUBLISHED_MODELS}; --model_path embedded '
-                             f'runs the small model shipped in the package')
     for name in (args.dataset_name, args.blur_type):
         if not name or name in ('.', '..') or os.sep in name:
             raise InferenceError(f'--dataset_name and --blur_type must be plain folder names, not {name!r}')
@@ -266,6 +270,7 @@ class Model:
     compiles the model once, not per video."""
 
     def __init__(self, args):
+        check_model_exists(args.model_path)
         if args.default_model_line:  # once the input is known to be good, so a refusal stays one sentence
             print(f'{PROGRAM}: {args.default_model_line}', file=sys.stderr, flush=True)
         self.jt = start_jittor(args.device, args.precision)
