@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from jittor_self_blind_vsr import inference
 from jittor_self_blind_vsr.infer.results import check_destination, left_behind, results_folder, sha256_of_file
-from jittor_self_blind_vsr.infer.sources import collect_clips
+from jittor_self_blind_vsr.infer.sources import collect_clips, quiet_ffmpeg
 from jittor_self_blind_vsr.option import ENDLESS_EPOCHS, positive_float, positive_int, seed_int
 from jittor_self_blind_vsr.runtime import show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
@@ -312,6 +312,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.verbose:
         show_jittor_log()
+    quiet_ffmpeg()
     final = results_folder(args)
     state = {}
 

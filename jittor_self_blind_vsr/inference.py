@@ -19,7 +19,8 @@ from jittor_self_blind_vsr.infer.lock import OutputLock
 from jittor_self_blind_vsr.infer.progress import Progress
 from jittor_self_blind_vsr.infer.results import (VIDEO_FORMATS, InferenceRun, check_destination, left_behind,
                                                  results_folder)
-from jittor_self_blind_vsr.infer.sources import batch_videos, collect_clips, cropped_size, input_name, window_count
+from jittor_self_blind_vsr.infer.sources import (batch_videos, collect_clips, cropped_size, input_name, quiet_ffmpeg,
+                                                 window_count)
 from jittor_self_blind_vsr.option import int_range, positive_float, positive_int, power_of_two, str2bool
 from jittor_self_blind_vsr.runtime import DEVICES, PRECISIONS, current_device, import_jittor, show_jittor_log
 from jittor_self_blind_vsr.utils import interrupt
@@ -357,6 +358,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.verbose:
         show_jittor_log()
+    quiet_ffmpeg()
     final = results_folder(args)
     batch = []  # the Batch, when the input is one
 

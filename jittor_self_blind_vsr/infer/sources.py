@@ -16,9 +16,6 @@ from jittor_self_blind_vsr.utils.image_io import (ImageReadError, image_size, is
                                                   list_subfolders, natural_key, read_image)
 from jittor_self_blind_vsr.utils.metrics import CROP_BORDER, SSIM_WINDOW
 
-# FFmpeg inside OpenCV prints its own lines for a damaged file ('moov atom not found'); the
-# sentence of probe_video says what is wrong. Read when OpenCV first opens a video.
-os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
 # What a folder of videos counts as video files, by their names (other files there are ignored).
 VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.wmv', '.flv', '.mpg', '.mpeg', '.ts', '.mts',
                     '.m2ts', '.3gp', '.ogv', '.y4m')
@@ -73,6 +70,13 @@ class FrameReader:
     def close(self):
         if self.capture is not None:
             self.capture.release()
+
+
+def quiet_ffmpeg():
+    """Keep FFmpeg inside OpenCV from printing its own lines for a damaged file ('moov atom not
+    found'): the sentence of probe_video says what is wrong. OpenCV reads the variable when it
+    first opens a video, so the commands call this before; the user's own setting wins."""
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
 
 
 def probe_image_folder(folder):
