@@ -113,13 +113,20 @@ def test_absurd_video_options_are_one_sentence(capsys, extra, message):
     assert capsys.readouterr().err.strip().splitlines()[-1] == f'sbvsr-infer: error: {message}'
 
 
-def test_a_failing_ffmpeg_is_one_sentence_and_leaves_no_video(clip, tmp_path, capsys, monkeypatch):
-    """An ffmpeg that lists its encoders but fails to encode, as one whose disk is full would."""
-    fake = tmp_path / 'ffmpeg'
+def use_failing_ffmpeg(folder, monkeypatch, encoding):
+    """Make the command use a fake ffmpeg in `folder` that lists the real one's encoders but runs the
+    shell lines `encoding` instead of encoding."""
+    fake = folder / 'ffmpeg'
     fake.write_text(f'#!/bin/sh\ncase "$*" in *-encoders*) exec "{imageio_ffmpeg.get_ffmpeg_exe()}" "$@";; esac\n'
-                    f'echo "Error opening output file: first line" >&2\necho "Conversion failed!" >&2\nexit 3\n')
+                    + encoding)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setattr(results, 'ffmpeg_program', lambda: str(fake))
+
+
+def test_a_failing_ffmpeg_is_one_sentence_and_leaves_no_video(clip, tmp_path, capsys, monkeypatch):
+    """An ffmpeg that lists its encoders but fails to encode, as one whose disk is full would."""
+    use_failing_ffmpeg(tmp_path, monkeypatch, 'echo "Error opening output file: first line" >&2\n'
+                                              'echo "Conversion failed!" >&2\nexit 3\n')
     out = tmp_path / 'out'
     assert inference.main(cli(clip, out)) == 1
     err = capsys.readouterr().err
@@ -131,11 +138,7 @@ def test_a_failing_ffmpeg_is_one_sentence_and_leaves_no_video(clip, tmp_path, ca
 def test_a_resumed_run_after_a_failing_ffmpeg_leaves_no_video_in_the_kept_frames(clip, tmp_path, capsys, monkeypatch):
     """ffmpeg reads every frame, then fails: the frames are kept for --resume, the video is not, and the
     next run, with another --video_crf, writes it."""
-    fake = tmp_path / 'ffmpeg'
-    fake.write_text(f'#!/bin/sh\ncase "$*" in *-encoders*) exec "{imageio_ffmpeg.get_ffmpeg_exe()}" "$@";; esac\n'
-                    f'cat > /dev/null\necho "Conversion failed!" >&2\nexit 1\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr(results, 'ffmpeg_program', lambda: str(fake))
+    use_failing_ffmpeg(tmp_path, monkeypatch, 'cat > /dev/null\necho "Conversion failed!" >&2\nexit 1\n')
     out = tmp_path / 'out'
     assert inference.main(cli(clip, out, '--resume')) == 1
     assert 'Conversion failed!' in capsys.readouterr().err
